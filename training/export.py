@@ -1,0 +1,156 @@
+"""Export a checkpoint to TorchScript, the one file the app serves.
+
+    python -m training.export --checkpoint runs/fernet/best.pt --out model/fer.pt
+
+The contract of the exported file (the app and outside scripts rely on it):
+  input   float32 (N, 1, 48, 48), grey values in [0, 1] (pixel / 255)
+  output  float32 (N, 7) softmax probabilities, in the order of meta.json's "labels"
+  inside  normalisation, the fitted temperature and any test-time augmentation
+  meta    torch.jit.load(path, _extra_files={"meta.json": ""}) gives labels, input size,
+          architecture, parameter count, training command and config, accuracies, date
+"""
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.experimental.optimization import fuse
+
+from training.data import LABELS, load_dataset
+from training.engine import Normalize
+from training.models import build_model
+
+
+class Exported(nn.Module):
+    """Normalise, run the net (optionally in bf16), average test-time views, scale by 1/T, softmax."""
+
+    def __init__(self, normalize: nn.Module, net: nn.Module, temperature: float, dtype: torch.dtype, flip_tta: bool):
+        super().__init__()
+        self.normalize = normalize
+        self.net = net
+        self.dtype = dtype
+        self.flip_tta = flip_tta
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(x).to(self.dtype).contiguous(memory_format=torch.channels_last)
+        return self.net(x).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch._assert(x.dim() == 4 and x.size(1) == 1 and x.size(2) == 48 and x.size(3) == 48,
+                      "expected a float tensor of shape (N, 1, 48, 48)")
+        logits = self.logits(x)
+        if self.flip_tta:
+            logits = (logits + self.logits(x.flip(3))) / 2
+        return F.softmax(logits / self.temperature, dim=1)
+
+
+def load_checkpoint_model(path):
+    """(Normalize + net in eval mode, checkpoint dict) from a training checkpoint."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    model = nn.Sequential(Normalize(checkpoint["mean"], checkpoint["std"]),
+                          build_model(checkpoint["config"]["model"]))
+    model.load_state_dict(checkpoint["model"])
+    return model.eval(), checkpoint
+
+
+def fit_temperature(logits, labels):
+    """The temperature T that minimises the NLL of softmax(logits / T) (Guo et al., 2017)."""
+    log_t = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    # The bounds only matter for a barely trained net, whose best temperature can run off.
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+def build_exported(model, temperature, dtype, flip_tta):
+    """Fold BatchNorm into the convs in fp32, then cast the net to the serving dtype."""
+    normalize, net = model[0], fuse(model[1].eval())
+    net = net.to(dtype).to(memory_format=torch.channels_last)
+    return Exported(normalize, net, temperature, dtype, flip_tta).eval()
+
+
+def accuracy(probs, labels):
+    return float((probs.argmax(1).numpy() == labels).mean())
+
+
+def export(module, meta, out):
+    """Script, freeze and save with meta.json inside; returns the saved path."""
+    scripted = torch.jit.freeze(torch.jit.script(module))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    torch.jit.save(scripted, str(tmp), _extra_files={"meta.json": json.dumps(meta, indent=2)})
+    tmp.replace(out)
+    return out
+
+
+def probs_of(module, images):
+    """Softmax output of an Exported module for uint8 images, in batches."""
+    with torch.no_grad():
+        return torch.cat([module(torch.from_numpy(images[i:i + 512]).unsqueeze(1).float() / 255)
+                          for i in range(0, len(images), 512)])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default="runs/fernet/best.pt", help="training checkpoint (default: runs/fernet/best.pt)")
+    p.add_argument("--out", default="model/fer.pt", help="exported TorchScript file (default: model/fer.pt)")
+    p.add_argument("--data", default=None, help="dataset for calibration and accuracies (default: the checkpoint's --data)")
+    p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"], help="weights and activations of the served net (default: bf16)")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="keep temperature 1 instead of fitting it on the validation split (default: fit)")
+    p.add_argument("--flip-tta", action="store_true", help="average the logits of the face and its mirror image; doubles the cost (default: off)")
+    p.add_argument("--test", action="store_true", help="also measure test-split accuracy and store it in the metadata; do this once, for the model you ship (default: off)")
+    args = p.parse_args(argv)
+
+    model, checkpoint = load_checkpoint_model(args.checkpoint)
+    cfg = checkpoint["config"]
+    dataset = load_dataset(args.data or cfg["data"], seed=cfg["seed"])
+    if cfg.get("limit"):
+        dataset = {k: type(v)(v.images[:cfg["limit"]], v.labels[:cfg["limit"]]) for k, v in dataset.items()}
+    val = dataset["val"]
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+
+    temperature = 1.0
+    if args.calibrate:
+        uncalibrated = build_exported(model, 1.0, dtype, args.flip_tta)
+        logits = torch.log(probs_of(uncalibrated, val.images).clamp_min(1e-12))
+        temperature = fit_temperature(logits, torch.from_numpy(val.labels))
+    module = build_exported(model, temperature, dtype, args.flip_tta)
+    meta = {
+        "labels": list(LABELS),
+        "input": {"shape": [None, 1, 48, 48], "dtype": "float32", "range": [0.0, 1.0],
+                  "grey": True, "normalised_inside": True},
+        "output": "softmax probabilities (N, 7) in label order",
+        "architecture": cfg["model"],
+        "params": checkpoint["params"],
+        "macs": checkpoint["macs"],
+        "dtype": args.dtype,
+        "flip_tta": args.flip_tta,
+        "temperature": temperature,
+        "normalisation": {"mean": checkpoint["mean"], "std": checkpoint["std"]},
+        "epoch": checkpoint["epoch"],
+        "command": checkpoint["command"],
+        "config": cfg,
+        "val_accuracy": accuracy(probs_of(module, val.images), val.labels),
+        "test_accuracy": accuracy(probs_of(module, dataset["test"].images), dataset["test"].labels) if args.test else None,
+        "date": datetime.date.today().isoformat(),
+    }
+    out = export(module, meta, args.out)
+    print(json.dumps({k: meta[k] for k in ("architecture", "params", "macs", "dtype", "temperature",
+                                           "val_accuracy", "test_accuracy")}))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Model registry: every architecture the pipeline can train, built by name.
+
+All models take (N, 1, 48, 48) normalised grey faces and return (N, 7) logits.
+"""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+NUM_CLASSES = 7
+
+
+def conv_bn(c_in, c_out, kernel=3, stride=1, padding=1):
+    """Conv -> BatchNorm -> ReLU, the building block of the VGG-style nets."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def mlp_head(c_in, hidden, dropout):
+    """Global average pool, then fully connected layers of the given widths, then 7 logits."""
+    layers = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    for width in hidden:
+        layers += [nn.Linear(c_in, width), nn.ReLU(inplace=True)]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        c_in = width
+    layers.append(nn.Linear(c_in, NUM_CLASSES))
+    return nn.Sequential(*layers)
+
+
+def vgg_pairs(widths, kernel, pool_dropout=0.0):
+    """Pairs of convs, one pair per width, each pair followed by a 2x2 max-pool."""
+    padding = 1 if kernel == 3 else 0
+    layers, c_in = [], 1
+    for width in widths:
+        layers += [conv_bn(c_in, width, kernel, padding=padding),
+                   conv_bn(width, width, kernel, padding=padding),
+                   nn.MaxPool2d(2)]
+        if pool_dropout:
+            layers.append(nn.Dropout(pool_dropout))
+        c_in = width
+    return nn.Sequential(*layers)
+
+
+def model1():
+    """The report's Model 1: three conv + max-pool layers and a small classifier."""
+    return nn.Sequential(
+        conv_bn(1, 32), nn.MaxPool2d(2),
+        conv_bn(32, 64), nn.MaxPool2d(2),
+        conv_bn(64, 128), nn.MaxPool2d(2),
+        mlp_head(128, [256], dropout=0.5),
+    )
+
+
+def model2(kernel=3):
+    """The report's Model 2: conv 32-32 | 64-64 | 128-128, GAP, FC 1024-1024-7."""
+    return nn.Sequential(vgg_pairs([32, 64, 128], kernel), mlp_head(128, [1024, 1024], dropout=0.0))
+
+
+def model3(kernel=3):
+    """The report's Model 3: conv 64-64 | 128-128 | 256-256, dropout 0.5 after pools, FC 512-256-7."""
+    return nn.Sequential(vgg_pairs([64, 128, 256], kernel, pool_dropout=0.5),
+                         mlp_head(256, [512, 256], dropout=0.5))
+
+
+def shallow():
+    """Alizadeh & Fazel (2017) shallow baseline: 2 conv layers and 1 hidden FC layer."""
+    return nn.Sequential(
+        conv_bn(1, 32), nn.Dropout(0.25),
+        conv_bn(32, 64), nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Flatten(), nn.Linear(64 * 24 * 24, 512), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(512, NUM_CLASSES),
+    )
+
+
+def deep():
+    """Alizadeh & Fazel (2017) deep baseline: 4 conv layers and 2 hidden FC layers."""
+    return nn.Sequential(
+        conv_bn(1, 64), nn.MaxPool2d(2),
+        conv_bn(64, 128), nn.MaxPool2d(2),
+        conv_bn(128, 512), nn.MaxPool2d(2),
+        conv_bn(512, 512), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(512 * 3 * 3, 256), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(256, 512), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(512, NUM_CLASSES),
+    )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.body = nn.Sequential(
+            conv_bn(c_in, c_out, stride=stride),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+def residual_stages(c_in, widths, blocks, first_stride):
+    """A stack of residual stages; every stage after the first halves the resolution."""
+    layers = []
+    for i, (width, count) in enumerate(zip(widths, blocks)):
+        for j in range(count):
+            stride = (first_stride if i == 0 else 2) if j == 0 else 1
+            layers.append(BasicBlock(c_in, width, stride))
+            c_in = width
+    return nn.Sequential(*layers)
+
+
+def resnet18():
+    """ResNet-18 adapted to 48x48: 3x3 stem at full resolution, no stem max-pool."""
+    return nn.Sequential(conv_bn(1, 64), residual_stages(64, [64, 128, 256, 512], [2, 2, 2, 2], 1),
+                         mlp_head(512, [], dropout=0.0))
+
+
+def fernet(width=32, blocks=(1, 2, 2), dropout=0.3):
+    """The shipped net: a cheap strided stem, then residual stages at 24, 12 and 6 pixels.
+
+    The stem spends few channels at 48x48, where a conv costs 4x what it costs at 24x24,
+    and most blocks run at 12x12 and 6x6, so the net stays near 50 M multiply-accumulates.
+    """
+    w = width
+    return nn.Sequential(
+        conv_bn(1, w // 2),
+        conv_bn(w // 2, w, stride=2),
+        residual_stages(w, [w, 2 * w, 4 * w], blocks, first_stride=1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+        nn.Linear(4 * w, NUM_CLASSES),
+    )
+
+
+MODELS = {
+    "model1": model1,
+    "model2-k2": lambda: model2(kernel=2),
+    "model2-k3": lambda: model2(kernel=3),
+    "model3-k2": lambda: model3(kernel=2),
+    "model3-k3": lambda: model3(kernel=3),
+    "shallow": shallow,
+    "deep": deep,
+    "resnet18": resnet18,
+    "fernet": fernet,
+    "fernet-wide": lambda: fernet(width=48),
+}
+
+
+def build_model(name):
+    """Build a registered model by name."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    return MODELS[name]()
+
+
+@dataclass
+class ModelCost:
+    params: int
+    macs: int
+
+
+def model_cost(model):
+    """Parameter count and multiply-accumulates for one 48x48 image."""
+    params = sum(p.numel() for p in model.parameters())
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 1, 48, 48))
+    model.train(was_training)
+    return ModelCost(params=params, macs=counter.get_total_flops() // 2)

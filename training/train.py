@@ -1,0 +1,181 @@
+"""Train a FER-2013 model: data, model, optimiser, loop, checkpoints.
+
+    python -m training.train --data ../shared/data/fer2013.csv.gz --model fernet --epochs 60
+
+Writes RUN_DIR/last.pt every epoch, RUN_DIR/best.pt whenever validation accuracy improves,
+and RUN_DIR/log.jsonl (one line per epoch). `--resume` continues from RUN_DIR/last.pt.
+"""
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from training.augment import PRESETS, build_augment
+from training.data import LABELS, load_dataset, normalisation
+from training.engine import (OPTIMIZERS, SCHEDULERS, Normalize, build_optimizer, build_scheduler,
+                             predict_logits, rng_state, save_atomic, seed_everything, set_rng_state,
+                             to_tensor, train_one_epoch)
+from training.models import MODELS, build_model, model_cost
+
+
+@dataclass
+class Config:
+    data: str = "../shared/data/fer2013.csv.gz"
+    run_dir: str = "runs/fernet"
+    model: str = "fernet"
+    augment: str = "strong"
+    epochs: int = 60
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    scheduler: str = "onecycle"
+    step_size: int = 20
+    gamma: float = 0.1
+    plateau_patience: int = 5
+    t0: int = 2
+    t_mult: int = 10
+    label_smoothing: float = 0.1
+    mixup: float = 0.0
+    patience: int = 0
+    precision: str = "bf16"
+    channels_last: bool = True
+    threads: int = 0
+    limit: int = 0
+    seed: int = 0
+
+
+def parse_args(argv=None):
+    """Command-line flags -> Config; every help string names the default."""
+    d = Config()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=d.data, help=f"fer2013.csv[.gz] or a folder with train/ and test/ (default: {d.data})")
+    p.add_argument("--run-dir", default=d.run_dir, help=f"where checkpoints and the log go (default: {d.run_dir})")
+    p.add_argument("--model", default=d.model, choices=list(MODELS), help=f"architecture (default: {d.model})")
+    p.add_argument("--augment", default=d.augment, choices=list(PRESETS), help=f"augmentation preset (default: {d.augment})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"maximum epochs (default: {d.epochs})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size (default: {d.batch_size})")
+    p.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS), help=f"adam is AdamW; sgd has Nesterov momentum 0.9 (default: {d.optimizer})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"(peak) learning rate (default: {d.lr})")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"weight decay (default: {d.weight_decay})")
+    p.add_argument("--scheduler", default=d.scheduler, choices=list(SCHEDULERS), help=f"LR schedule (default: {d.scheduler})")
+    p.add_argument("--step-size", type=int, default=d.step_size, help=f"StepLR period in epochs (default: {d.step_size})")
+    p.add_argument("--gamma", type=float, default=d.gamma, help=f"LR factor for step and plateau (default: {d.gamma})")
+    p.add_argument("--plateau-patience", type=int, default=d.plateau_patience, help=f"epochs without improvement before plateau lowers the LR (default: {d.plateau_patience})")
+    p.add_argument("--t0", type=int, default=d.t0, help=f"CosineAnnealingWarmRestarts T_0 in epochs (default: {d.t0})")
+    p.add_argument("--t-mult", type=int, default=d.t_mult, help=f"CosineAnnealingWarmRestarts T_mult (default: {d.t_mult})")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help=f"cross-entropy label smoothing (default: {d.label_smoothing})")
+    p.add_argument("--mixup", type=float, default=d.mixup, help=f"mixup Beta(alpha, alpha); 0 turns it off (default: {d.mixup})")
+    p.add_argument("--patience", type=int, default=d.patience, help=f"early stopping: epochs without a better validation accuracy; 0 never stops early (default: {d.patience})")
+    p.add_argument("--precision", default=d.precision, choices=["fp32", "bf16"], help=f"bf16 autocast on the CPU, or fp32 (default: {d.precision})")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="keep NCHW memory layout (default: channels_last)")
+    p.add_argument("--threads", type=int, default=d.threads, help=f"torch threads; 0 keeps torch's choice (default: {d.threads})")
+    p.add_argument("--limit", type=int, default=d.limit, help=f"use only the first N images of each split, for smoke runs; 0 uses all (default: {d.limit})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt with its saved config (default: off)")
+    args = p.parse_args(argv)
+    resume = args.resume
+    del args.resume
+    return Config(**vars(args)), resume
+
+
+def build_training_model(cfg, mean, std):
+    """The network behind a Normalize layer, so normalisation travels with the weights."""
+    model = nn.Sequential(Normalize(mean, std), build_model(cfg.model))
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def write_log(history, run_dir):
+    """Rewrite log.jsonl from the history, so a resumed run never duplicates lines."""
+    lines = "".join(json.dumps(row) + "\n" for row in history)
+    tmp = Path(run_dir) / "log.jsonl.tmp"
+    tmp.write_text(lines)
+    tmp.replace(Path(run_dir) / "log.jsonl")
+
+
+def main(argv=None):
+    cfg, resume = parse_args(argv)
+    run_dir = Path(cfg.run_dir)
+    last_path = run_dir / "last.pt"
+    if resume:
+        if not last_path.exists():
+            sys.exit(f"--resume: no checkpoint at {last_path}")
+        checkpoint = torch.load(last_path, weights_only=False)
+        cfg, command = Config(**checkpoint["config"]), checkpoint["command"]
+    else:
+        command = "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+
+    # Data: uint8 arrays in memory; normalisation from the training split only.
+    dataset = load_dataset(cfg.data, seed=cfg.seed)
+    if cfg.limit:
+        dataset = {k: type(v)(v.images[:cfg.limit], v.labels[:cfg.limit]) for k, v in dataset.items()}
+    mean, std = normalisation(dataset["train"])
+    train_x, train_y = to_tensor(dataset["train"].images), torch.from_numpy(dataset["train"].labels)
+    val = dataset["val"]
+    print(f"data: {len(train_y)} train, {len(val)} val; mean {mean:.4f} std {std:.4f}")
+
+    # Model, augmentation, optimiser, schedule.
+    model = build_training_model(cfg, mean, std)
+    cost = model_cost(build_model(cfg.model))
+    print(f"model {cfg.model}: {cost.params:,} parameters, {cost.macs / 1e6:.1f} M multiply-accumulates per image")
+    augment = build_augment(cfg.augment)
+    optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
+    steps_per_epoch = -(-len(train_y) // cfg.batch_size)
+    scheduler, unit = build_scheduler(cfg.scheduler, optimizer, cfg, steps_per_epoch)
+
+    start_epoch, best_acc, stale, history = 1, 0.0, 0, []
+    if resume:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        set_rng_state(checkpoint["rng"])
+        start_epoch, best_acc = checkpoint["epoch"] + 1, checkpoint["best_val_acc"]
+        stale, history = checkpoint["stale"], checkpoint["history"]
+        print(f"resumed at epoch {start_epoch} (best val acc {best_acc:.4f})")
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if cfg.patience and stale >= cfg.patience:
+            print(f"early stop: no better validation accuracy for {stale} epochs")
+            break
+        t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = train_one_epoch(model, train_x, train_y, augment, optimizer, scheduler, unit, cfg, epoch)
+        logits = predict_logits(model, val.images, precision=cfg.precision, desc="val")
+        val_loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(val.labels)).item()
+        val_acc = (logits.argmax(1).numpy() == val.labels).mean().item()
+        if unit == "epoch":
+            scheduler.step()
+        elif unit == "plateau":
+            scheduler.step(val_acc)
+        improved = val_acc > best_acc
+        best_acc, stale = (val_acc, 0) if improved else (best_acc, stale + 1)
+        history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+                        "val_loss": val_loss, "val_acc": val_acc, "seconds": time.perf_counter() - t0})
+        print(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.4f} | val loss {val_loss:.4f} "
+              f"acc {val_acc:.4f}{' *' if improved else ''} | lr {lr:.2e} | {history[-1]['seconds']:.0f}s", flush=True)
+
+        checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch,
+                      "best_val_acc": best_acc, "stale": stale, "history": history,
+                      "config": asdict(cfg), "labels": LABELS, "mean": mean, "std": std,
+                      "params": cost.params, "macs": cost.macs, "command": command}
+        if improved:
+            save_atomic(checkpoint, run_dir / "best.pt")
+        save_atomic(checkpoint, last_path)
+        write_log(history, run_dir)
+    print(f"best val acc {best_acc:.4f}; checkpoint {run_dir / 'best.pt'}")
+
+
+if __name__ == "__main__":
+    main()
