@@ -1,0 +1,17 @@
+"""gunicorn settings, read by the Procfile's command. Sized for a 512 MB Heroku dyno.
+
+Two worker processes share the model pages loaded once in the master (preload_app), and each
+runs a few threads so that a slow upload does not hold a core. Memory measured by
+scripts/benchmark_app.py; see README "Performance".
+"""
+import os
+
+workers = int(os.environ.get("WEB_CONCURRENCY", 2))
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
+worker_class = "gthread"
+preload_app = True
+timeout = 30
+graceful_timeout = 10
+max_requests = 2000          # recycle workers now and then, so slow leaks can never build up
+max_requests_jitter = 200
+accesslog = "-"

@@ -1,0 +1,62 @@
+"""Load the exported emotion model (model/fer.pt) and classify batches of 48x48 grey faces.
+
+The file's contract: float32 (N, 1, 48, 48) in [0, 1] in, (N, 7) softmax probabilities out,
+labels and other metadata in its meta.json. Nothing here knows how it was trained.
+"""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class ModelError(RuntimeError):
+    """The model file is missing or does not honour the contract."""
+
+
+@dataclass
+class Classifier:
+    module: torch.jit.ScriptModule
+    labels: tuple
+    meta: dict
+
+    @property
+    def summary(self):
+        """What clients are told about the model."""
+        return {"name": self.meta.get("architecture", "unknown"), "accuracy": self.meta.get("test_accuracy"),
+                "val_accuracy": self.meta.get("val_accuracy"), "date": self.meta.get("date")}
+
+
+def load_classifier(path):
+    """Load and check a TorchScript model file; raise ModelError naming the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    extra = {"meta.json": ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except (RuntimeError, ValueError, OSError) as e:
+        raise ModelError(f"{path}: not a loadable TorchScript model ({str(e).splitlines()[0][:200]})") from None
+    try:
+        meta = json.loads(extra["meta.json"] or "{}")
+    except json.JSONDecodeError:
+        raise ModelError(f"{path}: meta.json inside the model is not valid JSON") from None
+    labels = tuple(meta.get("labels", ()))
+    if len(labels) != 7:
+        raise ModelError(f"{path}: meta.json must list 7 labels, found {len(labels)}")
+    module.eval()
+    classifier = Classifier(module, labels, meta)
+    probs = classify(classifier, np.zeros((1, 48, 48), np.uint8))
+    if probs.shape != (1, 7) or not np.isclose(probs.sum(), 1.0, atol=1e-3):
+        raise ModelError(f"{path}: output is not (N, 7) probabilities")
+    return classifier
+
+
+def classify(classifier, faces):
+    """uint8 faces (N, 48, 48) -> float probabilities (N, 7), in one forward pass."""
+    if len(faces) == 0:
+        return np.zeros((0, len(classifier.labels)), np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(faces)).unsqueeze(1).float().div_(255.0)
+    with torch.inference_mode():
+        return classifier.module(x).numpy()

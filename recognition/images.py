@@ -1,0 +1,72 @@
+"""Decode uploaded bytes into an upright grey image, refusing what is not a supported image."""
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF"}
+DEFAULT_MAX_PIXELS = 40_000_000
+
+# Pillow's own bomb guard warns at MAX_IMAGE_PIXELS and raises at twice that; our limit, checked
+# from the header before decoding, is lower, so the warning would only be noise.
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+class ImageRejected(ValueError):
+    """An upload we refuse; `status` and `code` become the HTTP error."""
+
+    def __init__(self, status, code, message):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def open_image(data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Open (not yet decode) an upload, checking format and pixel count from the header."""
+    if not data:
+        raise ImageRejected(400, "empty_image", "the image is empty (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise ImageRejected(413, "too_many_pixels", "the image claims more pixels than Pillow will open; "
+                            f"the limit is {max_pixels / 1e6:.0f} megapixels") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise ImageRejected(400, "invalid_image", "the upload is not an image Pillow can read "
+                            f"(supported: {', '.join(sorted(SUPPORTED_FORMATS - {'MPO'}))})") from None
+    if image.format not in SUPPORTED_FORMATS:
+        raise ImageRejected(415, "unsupported_image_type", f"{image.format} images are not supported; "
+                            f"send one of {', '.join(sorted(SUPPORTED_FORMATS - {'MPO'}))}")
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageRejected(413, "too_many_pixels", f"the image is {width}x{height} = {width * height / 1e6:.1f} "
+                            f"megapixels; the limit is {max_pixels / 1e6:.0f} megapixels")
+    if width < 1 or height < 1:
+        raise ImageRejected(400, "invalid_image", f"the image has no pixels ({width}x{height})")
+    return image
+
+
+def to_grey(image):
+    """Any Pillow mode -> uint8 grey array; transparency is flattened onto white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        return np.clip(values * (255.0 / peak), 0, 255).round().astype(np.uint8)
+    if image.mode == "F":
+        return np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(flat, rgba)
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Upload bytes -> upright (EXIF-rotated) grey uint8 array of shape (height, width)."""
+    image = open_image(data, max_pixels)
+    try:
+        image.seek(0)
+        upright = ImageOps.exif_transpose(image)
+        return to_grey(upright)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        raise ImageRejected(400, "invalid_image", f"the {image.format} image is damaged or truncated "
+                            "and could not be decoded") from None

@@ -1,0 +1,45 @@
+"""From upload bytes to the JSON-ready result for one image: decode, detect, crop, classify."""
+import time
+
+import numpy as np
+
+from recognition.classifier import classify
+from recognition.faces import crop_face, detect_faces, resize_face
+from recognition.images import DEFAULT_MAX_PIXELS, decode_image
+
+MODES = ("faces", "whole")
+
+
+def face_result(box, probs, labels):
+    """One face of the response: its box and the probability of each emotion."""
+    emotions = {label: float(p) for label, p in zip(labels, probs)}
+    best = int(np.argmax(probs))
+    return {"box": [int(v) for v in box], "emotions": emotions,
+            "dominant_emotion": labels[best], "confidence": float(probs[best])}
+
+
+def recognize(data, classifier, detector, settings, mode="faces", max_pixels=DEFAULT_MAX_PIXELS):
+    """Every face in an uploaded image with its emotions, largest face first, plus timings."""
+    t0 = time.perf_counter()
+    grey = decode_image(data, max_pixels)
+    t1 = time.perf_counter()
+    height, width = grey.shape
+    if mode == "whole":
+        boxes = [(0, 0, width, height)]
+        crops = resize_face(grey)[None]
+    else:
+        boxes = detect_faces(grey, detector, settings)
+        crops = np.stack([crop_face(grey, box) for box in boxes]) if boxes else np.zeros((0, 48, 48), np.uint8)
+    t2 = time.perf_counter()
+    probs = classify(classifier, crops)
+    t3 = time.perf_counter()
+    result = {
+        "faces": [face_result(box, p, classifier.labels) for box, p in zip(boxes, probs)],
+        "image": {"width": width, "height": height},
+        "mode": mode,
+        "timing_ms": {"decode": round((t1 - t0) * 1e3, 2), "detect": round((t2 - t1) * 1e3, 2),
+                      "classify": round((t3 - t2) * 1e3, 2)},
+    }
+    if not boxes:
+        result["message"] = "no face found; send mode=whole to classify the whole image as one face"
+    return result

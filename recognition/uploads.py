@@ -1,0 +1,68 @@
+"""Pull the uploaded images out of a request: multipart fields, a raw image body, or JSON base64."""
+import base64
+import binascii
+import re
+
+from recognition.images import ImageRejected
+
+FIELDS = ("image", "file")
+RAW_TYPES = ("image/",)
+DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
+
+
+def decode_base64(text):
+    """Base64 or a data: URL -> bytes; ImageRejected (400) if it is neither."""
+    if not isinstance(text, str):
+        raise ImageRejected(400, "invalid_json", '"image" must be a string: base64 or a data: URL')
+    match = DATA_URL.match(text)
+    if match:
+        media = (match.group("type") or "").lower()
+        if media and not media.startswith("image/"):
+            raise ImageRejected(415, "unsupported_media_type", "the data: URL must hold an image/* type")
+        text = text[match.end():]
+    elif text.startswith("data:"):
+        raise ImageRejected(400, "invalid_base64", "only base64 data: URLs are accepted")
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageRejected(400, "invalid_base64", '"image" is not valid base64') from None
+
+
+def images_from_multipart(files):
+    """The uploaded files of the image/file fields, in the order they were sent."""
+    uploads = [f for name, f in files.items(multi=True) if name in FIELDS]
+    if not uploads:
+        sent = ", ".join(sorted(set(files))) or "none"
+        raise ImageRejected(400, "missing_image", f"send the image in a form field named 'image' (fields sent: {sent})")
+    return [f.read() for f in uploads]
+
+
+def images_from_json(payload):
+    """The image of a JSON body {"image": "<base64 or data: URL>"}."""
+    if not isinstance(payload, dict):
+        raise ImageRejected(400, "invalid_json", 'the JSON body must be an object like {"image": "<base64>"}')
+    if "image" not in payload:
+        raise ImageRejected(400, "missing_image", 'the JSON object has no "image" key')
+    return [decode_base64(payload["image"])]
+
+
+def extract_images(request):
+    """(list of image bytes, mode) from a Flask request; ImageRejected for anything else."""
+    mimetype = request.mimetype or ""
+    if mimetype == "multipart/form-data":
+        images, mode = images_from_multipart(request.files), request.form.get("mode")
+    elif mimetype == "application/json":
+        payload = request.get_json(silent=True)
+        if payload is None:
+            raise ImageRejected(400, "invalid_json", "the body is not valid JSON")
+        images = images_from_json(payload)
+        mode = payload.get("mode") if isinstance(payload, dict) else None
+    elif mimetype.startswith(RAW_TYPES) or mimetype == "application/octet-stream":
+        images, mode = [request.get_data()], None
+    elif not mimetype and not request.content_length:
+        raise ImageRejected(400, "missing_image", "no image sent: POST multipart field 'image', a raw image body, "
+                            'or JSON {"image": "<base64>"}')
+    else:
+        raise ImageRejected(415, "unsupported_media_type", f"Content-Type {mimetype or '(none)'} is not accepted; "
+                            "use multipart/form-data, image/*, or application/json")
+    return images, request.args.get("mode", mode) or "faces"

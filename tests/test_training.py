@@ -1,0 +1,220 @@
+"""The training pipeline end to end on a small synthetic CSV: no ../shared needed."""
+import gzip
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from training import augment, data, models, train
+from training.data import DataError, LABELS
+
+USAGES = ["Training"] * 6 + ["PublicTest"] * 2 + ["PrivateTest"] * 2
+
+
+def face(label, rng):
+    """A 48x48 image whose class shows as a bright bar at a class-specific height, plus noise."""
+    image = rng.integers(0, 80, (48, 48))
+    image[label * 6:label * 6 + 6, 8:40] += 150
+    return image
+
+
+def write_csv(path, rows_per_class=30, seed=0, gz=False):
+    rng = np.random.default_rng(seed)
+    lines = ["emotion,pixels,Usage"]
+    for i in range(rows_per_class * len(LABELS)):
+        label = i % len(LABELS)
+        pixels = " ".join(map(str, face(label, rng).ravel()))
+        lines.append(f"{label},{pixels},{USAGES[(i // len(LABELS)) % len(USAGES)]}")
+    text = "\n".join(lines) + "\n"
+    if gz:
+        with gzip.open(path, "wt") as f:
+            f.write(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def csv_path(tmp_path_factory):
+    return write_csv(tmp_path_factory.mktemp("data") / "fer2013.csv")
+
+
+def test_loads_splits_from_the_csv(csv_path, tmp_path):
+    dataset = data.load_csv(csv_path, cache_dir=tmp_path)
+    assert {k: len(v) for k, v in dataset.items()} == {"train": 126, "val": 42, "test": 42}
+    assert dataset["train"].images.dtype == np.uint8 and dataset["train"].images.shape[1:] == (48, 48)
+
+
+def test_gzipped_csv_loads_the_same(tmp_path):
+    plain = data.load_csv(write_csv(tmp_path / "a.csv"), cache_dir=tmp_path / "c1")
+    zipped = data.load_csv(write_csv(tmp_path / "a.csv.gz", gz=True), cache_dir=tmp_path / "c2")
+    assert np.array_equal(plain["val"].images, zipped["val"].images)
+
+
+def test_second_load_comes_from_the_cache(csv_path, tmp_path, monkeypatch):
+    first = data.load_csv(csv_path, cache_dir=tmp_path)
+    monkeypatch.setattr(data, "parse_csv", lambda path: pytest.fail("parsed again instead of using the cache"))
+    t0 = time.perf_counter()
+    second = data.load_csv(csv_path, cache_dir=tmp_path)
+    assert time.perf_counter() - t0 < 2
+    assert np.array_equal(first["train"].images, second["train"].images)
+
+
+def test_cache_is_invalidated_when_the_file_changes(tmp_path):
+    path = write_csv(tmp_path / "x.csv", rows_per_class=10)
+    data.load_csv(path, cache_dir=tmp_path / "cache")
+    write_csv(path, rows_per_class=20)
+    assert len(data.load_csv(path, cache_dir=tmp_path / "cache")["train"]) == 84
+
+
+GOOD = " ".join(["0"] * 2304)
+
+
+@pytest.mark.parametrize("row,message", [
+    (f"0,{' '.join(['0'] * 2303)},Training", "line 3: expected 2304 pixel values, got 2303"),
+    (f"7,{GOOD},Training", "line 3: emotion '7'"),
+    (f"-1,{GOOD},Training", "line 3: emotion '-1'"),
+    (f"0,{GOOD},Validation", "line 3: unknown Usage 'Validation'"),
+    (f"0,{' '.join(['300'] * 2304)},Training", "line 3: pixel values must lie in 0..255"),
+    (f"0,{' '.join(['x'] * 2304)},Training", "line 3: pixels contain a value that is not an integer"),
+    ("0,Training", "line 3: expected 3 columns"),
+])
+def test_malformed_row_is_an_error_naming_the_line(tmp_path, row, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(f"emotion,pixels,Usage\n0,{GOOD},Training\n{row}\n")
+    with pytest.raises(DataError, match=message):
+        data.parse_csv(path)
+
+
+def test_wrong_header_is_an_error(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(f"label,pixels,Usage\n0,{GOOD},Training\n")
+    with pytest.raises(DataError, match="line 1: expected header"):
+        data.parse_csv(path)
+
+
+def test_image_folder_release_with_stratified_validation(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 10), ("test", 3)):
+        for label_index, label in enumerate(LABELS):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(face(label_index, rng).astype(np.uint8)).save(folder / f"{i}.jpg")
+    dataset = data.load_folders(tmp_path, val_fraction=0.2, seed=1)
+    assert np.bincount(dataset["val"].labels).tolist() == [2] * 7
+    assert np.bincount(dataset["train"].labels).tolist() == [8] * 7
+    assert len(dataset["test"]) == 21
+    again = data.load_folders(tmp_path, val_fraction=0.2, seed=1)
+    assert np.array_equal(dataset["val"].images, again["val"].images)
+
+
+@pytest.mark.parametrize("name", [p for p in augment.PRESETS if p != "none"])
+def test_augmentation_keeps_shape_and_range_and_changes_the_batch(name):
+    torch.manual_seed(0)
+    x = torch.rand(16, 1, 48, 48)
+    y = augment.build_augment(name)(x)
+    assert y.shape == x.shape
+    assert y.min() >= 0 and y.max() <= 1
+    assert not torch.equal(x, y)
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_every_model_builds_and_runs_at_48x48(name):
+    model = models.build_model(name).eval()
+    assert model(torch.rand(2, 1, 48, 48)).shape == (2, 7)
+    cost = models.model_cost(model)
+    assert cost.params > 10_000 and cost.macs > 1_000_000
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        models.build_model("nope")
+    with pytest.raises(ValueError, match="unknown augmentation 'nope'"):
+        augment.build_augment("nope")
+
+
+def run_args(csv_path, run_dir, epochs=3):
+    return ["--data", str(csv_path), "--run-dir", str(run_dir), "--epochs", str(epochs), "--batch-size", "32",
+            "--model", "fernet", "--lr", "0.05", "--scheduler", "onecycle", "--mixup", "0.2", "--threads", "2"]
+
+
+def test_resume_continues_exactly_where_the_run_stopped(csv_path, tmp_path, monkeypatch):
+    train.main(run_args(csv_path, tmp_path / "straight"))
+
+    calls = []
+
+    def crash_after_two_epochs(history, run_dir):
+        train_log(history, run_dir)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("session ended")
+
+    train_log = train.write_log
+    monkeypatch.setattr(train, "write_log", crash_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(run_args(csv_path, tmp_path / "interrupted"))
+    monkeypatch.setattr(train, "write_log", train_log)
+    train.main(["--run-dir", str(tmp_path / "interrupted"), "--resume"])
+
+    straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
+    resumed = torch.load(tmp_path / "interrupted" / "last.pt", weights_only=False)
+    assert resumed["epoch"] == straight["epoch"] == 3
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    log = [json.loads(line) for line in (tmp_path / "interrupted" / "log.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in log] == [1, 2, 3]
+    assert set(log[0]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+
+
+@pytest.fixture(scope="module")
+def trained_run(csv_path, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    train.main(run_args(csv_path, run_dir, epochs=4) + ["--patience", "2"])
+    return run_dir
+
+
+def test_training_learns_the_synthetic_classes(trained_run):
+    log = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
+    assert max(row["val_acc"] for row in log) > 0.3  # chance is 1/7
+
+
+def test_evaluate_writes_metrics_and_plots(trained_run, csv_path):
+    from training import evaluate
+    out = trained_run / "eval"
+    evaluate.main(["--model", str(trained_run / "best.pt"), "--data", str(csv_path), "--split", "val",
+                   "--tta", "crops", "--log", str(trained_run / "log.jsonl"), "--out-dir", str(out)])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 42 and 0 <= metrics["accuracy"] <= 1
+    assert set(metrics["per_class"]) == set(LABELS)
+    assert np.array(metrics["confusion"]).sum() == 42
+    for png in ("confusion.png", "pr_curves.png", "reliability.png", "curves.png"):
+        assert (out / png).stat().st_size > 1000
+
+
+def test_export_honours_the_contract_without_the_training_code(trained_run, csv_path, tmp_path):
+    from training import export
+    out = tmp_path / "fer.pt"
+    export.main(["--checkpoint", str(trained_run / "best.pt"), "--data", str(csv_path), "--out", str(out), "--test"])
+    extra = {"meta.json": ""}
+    module = torch.jit.load(str(out), _extra_files=extra)
+    meta = json.loads(extra["meta.json"])
+    assert meta["labels"] == list(LABELS)
+    assert meta["params"] > 0 and meta["command"].startswith("python -m training.train")
+    assert 0 <= meta["val_accuracy"] <= 1 and 0 <= meta["test_accuracy"] <= 1 and meta["temperature"] > 0
+
+    x = torch.rand(5, 1, 48, 48)
+    probs = module(x)
+    assert probs.shape == (5, 7) and probs.dtype == torch.float32
+    assert torch.allclose(probs.sum(1), torch.ones(5), atol=1e-4)
+
+    # Normalisation lives inside the file: it must match the checkpoint's net fed normalised input.
+    net, checkpoint = export.load_checkpoint_model(trained_run / "best.pt")
+    with torch.no_grad():
+        expected = (net(x) / meta["temperature"]).softmax(1)
+    assert torch.allclose(probs, expected, atol=0.03)
+    with pytest.raises(torch.jit.Error, match="expected a float tensor of shape"):
+        module(torch.rand(2, 3, 48, 48))
