@@ -1,0 +1,266 @@
+/* The page: upload or webcam -> POST /predict -> boxes over the image and probability bars. */
+"use strict";
+
+const LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
+const MAX_UPLOAD_MB = parseFloat(document.body.dataset.maxUploadMb);
+const WEBCAM_INTERVAL_MS = 200; // at most 5 frames a second, and never two requests at once
+
+const MESSAGES = {
+  payload_too_large: () => `That file is too large: the limit is ${MAX_UPLOAD_MB} MB.`,
+  too_many_pixels: () => "That image has too many pixels to analyse (the limit is 40 megapixels).",
+  unsupported_image_type: () => "That file type is not supported. Use a JPEG, PNG, WebP, BMP or GIF image.",
+  unsupported_media_type: () => "That file type is not supported. Use a JPEG, PNG, WebP, BMP or GIF image.",
+  invalid_image: () => "That file is not an image that can be read (it may be damaged or not an image at all).",
+  empty_image: () => "That file is empty.",
+  unauthorized: () => "This server needs a valid API token: enter it above.",
+};
+
+let lastUpload = null; // {blob, url} of the photo on show, for "classify the whole image"
+
+function token() {
+  return sessionStorage.getItem("fer-token") || "";
+}
+
+function explain(status, body) {
+  const code = body && body.error && body.error.code;
+  if (code && MESSAGES[code]) return MESSAGES[code]();
+  if (code) return body.error.message;
+  return `The server answered ${status} without an explanation.`;
+}
+
+/* POST an image blob; resolves to the JSON body, rejects with a sentence for people. */
+async function predict(blob, mode) {
+  const headers = {"Content-Type": blob.type || "application/octet-stream"};
+  if (token()) headers.Authorization = `Bearer ${token()}`;
+  let response;
+  try {
+    response = await fetch(`/predict${mode === "whole" ? "?mode=whole" : ""}`, {method: "POST", headers, body: blob});
+  } catch (e) {
+    throw new Error("Could not reach the server. Check your connection and try again.");
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (e) {
+    body = null;
+  }
+  if (response.status === 401) $("#token-box").removeClass("d-none");
+  if (!response.ok) throw new Error(explain(response.status, body));
+  return body;
+}
+
+function percent(value, total) {
+  return `${(100 * value / total).toFixed(3)}%`;
+}
+
+/* Boxes in percent of the image size, so the overlay follows the image when it is resized. */
+function drawBoxes($overlay, result, interactive) {
+  $overlay.empty();
+  const {width, height} = result.image;
+  result.faces.forEach((face, i) => {
+    const [x, y, w, h] = face.box;
+    const $box = $(interactive ? "<button type='button'>" : "<div>")
+      .addClass("face-box").attr("data-face", i)
+      .css({left: percent(x, width), top: percent(y, height), width: percent(w, width), height: percent(h, height)})
+      .append($("<span class='tag'>").text(`${i + 1}: ${face.dominant_emotion}`));
+    if (interactive) $box.attr("aria-label", `Face ${i + 1}: ${face.dominant_emotion}`);
+    $overlay.append($box);
+  });
+}
+
+function faceCard(face, i) {
+  const $card = $("<div class='face-card' tabindex='0' role='group'>").attr("data-face", i)
+    .attr("aria-label", `Face ${i + 1}, most likely ${face.dominant_emotion}`)
+    .append($("<div class='fw-semibold mb-1'>").text(`Face ${i + 1}: ${face.dominant_emotion} (${(100 * face.confidence).toFixed(1)}%)`));
+  LABELS.forEach((label) => {
+    const p = face.emotions[label];
+    const pct = `${(100 * p).toFixed(1)}%`;
+    const $bar = $("<div class='progress-bar'>").css("width", pct);
+    if (label === face.dominant_emotion) $bar.addClass("bg-success");
+    $card.append($("<div class='bar-row'>").attr("data-label", label).append(
+      $("<span class='name'>").text(label),
+      $("<div class='progress' role='progressbar' aria-valuemin='0' aria-valuemax='100'>")
+        .attr({"aria-valuenow": (100 * p).toFixed(1), "aria-label": `${label} ${pct}`}).append($bar),
+      $("<span class='pct'>").text(pct)));
+  });
+  return $card;
+}
+
+function highlight(i, on) {
+  $(`[data-face='${i}']`).toggleClass("active", on);
+}
+
+function showState({spinner = false, error = null, noFace = false}) {
+  $("#spinner").toggleClass("d-none", !spinner);
+  $("#error").toggleClass("d-none", !error).text(error || "");
+  $("#no-face").toggleClass("d-none", !noFace);
+}
+
+function showResult(result) {
+  drawBoxes($("#photo-overlay"), result, true);
+  $("#faces").empty().append(result.faces.map(faceCard));
+  const faces = result.faces.length;
+  $("#summary").text(`${faces} face${faces === 1 ? "" : "s"} in ${result.image.width}x${result.image.height} px, ` +
+    `answered in ${Math.round(result.time_ms)} ms (${result.mode === "whole" ? "whole image" : "face detection"}).`);
+  showState({noFace: faces === 0});
+}
+
+async function analyse(blob, mode = "faces") {
+  if (lastUpload === null || lastUpload.blob !== blob) {
+    if (lastUpload) URL.revokeObjectURL(lastUpload.url);
+    lastUpload = {blob, url: URL.createObjectURL(blob)};
+    $("#photo").attr("src", lastUpload.url);
+    $("#photo-overlay, #faces").empty();
+    $("#summary").text("");
+  }
+  $("#result").removeClass("d-none");
+  showState({spinner: true});
+  try {
+    showResult(await predict(blob, mode));
+  } catch (e) {
+    showState({error: e.message});
+  }
+}
+
+function firstImageFile(files) {
+  return Array.from(files || []).find((f) => f.type.startsWith("image/")) || (files && files[0]) || null;
+}
+
+/* ---- webcam ---- */
+
+const webcam = {stream: null, timer: null, frames: 0, started: 0};
+
+function webcamError(e) {
+  const messages = {
+    NotAllowedError: "Camera access was denied. Allow the camera for this page in your browser and try again.",
+    NotFoundError: "No camera was found. Connect a camera and try again.",
+    NotReadableError: "The camera is in use by another application.",
+  };
+  return messages[e.name] || `The camera could not be started (${e.message || e.name}).`;
+}
+
+async function webcamStart() {
+  $("#webcam-error").addClass("d-none");
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    $("#webcam-error").removeClass("d-none").text("This browser cannot use a camera here (a camera needs HTTPS or localhost).");
+    return;
+  }
+  try {
+    webcam.stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: false});
+  } catch (e) {
+    $("#webcam-error").removeClass("d-none").text(webcamError(e));
+    return;
+  }
+  const video = $("#webcam-video")[0];
+  video.srcObject = webcam.stream;
+  await video.play();
+  $("#webcam-stage").removeClass("d-none");
+  $("#webcam-start").prop("disabled", true);
+  $("#webcam-stop").prop("disabled", false);
+  webcam.frames = 0;
+  webcam.started = performance.now();
+  webcamLoop();
+}
+
+function webcamStop() {
+  clearTimeout(webcam.timer);
+  webcam.timer = null;
+  if (webcam.stream) webcam.stream.getTracks().forEach((t) => t.stop());
+  webcam.stream = null;
+  $("#webcam-overlay").empty();
+  $("#webcam-start").prop("disabled", false);
+  $("#webcam-stop").prop("disabled", true);
+}
+
+function grabFrame(video) {
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.8));
+}
+
+/* One frame in flight at a time: the next frame is grabbed only after the answer arrives. */
+async function webcamLoop() {
+  if (!webcam.stream) return;
+  const video = $("#webcam-video")[0];
+  const t0 = performance.now();
+  if (video.videoWidth > 0) {
+    try {
+      const result = await predict(await grabFrame(video), "faces");
+      if (!webcam.stream) return;
+      webcam.frames += 1;
+      drawBoxes($("#webcam-overlay"), result, false);
+      $("#webcam-latency").text(Math.round(performance.now() - t0));
+      $("#webcam-frames").text(webcam.frames);
+      $("#webcam-fps").text((webcam.frames / ((performance.now() - webcam.started) / 1000)).toFixed(1));
+      $("#webcam-error").addClass("d-none");
+    } catch (e) {
+      $("#webcam-error").removeClass("d-none").text(e.message);
+    }
+  }
+  webcam.timer = setTimeout(webcamLoop, Math.max(0, WEBCAM_INTERVAL_MS - (performance.now() - t0)));
+}
+
+/* ---- wiring ---- */
+
+$(function () {
+  if (document.body.dataset.tokenRequired === "true" && !token()) $("#token-box").removeClass("d-none");
+  $("#token-form").on("submit", (e) => {
+    e.preventDefault();
+    sessionStorage.setItem("fer-token", $("#token-input").val());
+    $("#token-box").addClass("d-none");
+    if (lastUpload) analyse(lastUpload.blob);
+  });
+
+  $("#file-input").on("change", function () {
+    const file = firstImageFile(this.files);
+    if (file) analyse(file);
+    this.value = "";
+  });
+  $("#drop-zone")
+    .on("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        $("#file-input").trigger("click");
+      }
+    })
+    .on("dragenter dragover", (e) => {
+      e.preventDefault();
+      $("#drop-zone").addClass("dragging");
+    })
+    .on("dragleave drop", () => $("#drop-zone").removeClass("dragging"))
+    .on("drop", (e) => {
+      e.preventDefault();
+      const file = firstImageFile(e.originalEvent.dataTransfer.files);
+      if (file) analyse(file);
+    });
+  $(document).on("paste", (e) => {
+    const file = firstImageFile(e.originalEvent.clipboardData && e.originalEvent.clipboardData.files);
+    if (file) analyse(file);
+  });
+  $(".sample").on("click", async function () {
+    showState({spinner: true});
+    try {
+      const response = await fetch($(this).data("src"));
+      analyse(await response.blob());
+    } catch (e) {
+      showState({error: "Could not load the sample photo."});
+    }
+  });
+  $("#classify-whole").on("click", () => lastUpload && analyse(lastUpload.blob, "whole"));
+
+  $(document).on("mouseenter focusin", "[data-face]", function () {
+    highlight($(this).data("face"), true);
+  });
+  $(document).on("mouseleave focusout", "[data-face]", function () {
+    highlight($(this).data("face"), false);
+  });
+  $(document).on("click", ".face-box", function () {
+    $(`.face-card[data-face='${$(this).data("face")}']`).trigger("focus");
+  });
+
+  $("#webcam-start").on("click", webcamStart);
+  $("#webcam-stop").on("click", webcamStop);
+  $("#tab-photo").on("shown.bs.tab", webcamStop);
+});
