@@ -4,6 +4,7 @@
     flask --app app run                for development
 """
 import hmac
+import io
 import logging
 import os
 import sys
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 import torch
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Request, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from recognition.classifier import ModelError, load_classifier
@@ -50,6 +51,14 @@ SECURITY_HEADERS = {
 log = logging.getLogger("fer")
 
 
+class InMemoryRequest(Request):
+    """Keep multipart uploads in memory: Werkzeug spools files over 500 KB to a temporary file,
+    and nothing a client sends may reach the disk. MAX_CONTENT_LENGTH bounds the memory."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        return io.BytesIO()
+
+
 def error(status, code, message):
     """The JSON error body every failure uses."""
     return jsonify({"error": {"code": code, "message": message}}), status
@@ -69,6 +78,7 @@ def load_config(overrides):
 def create_app(config=None):
     """Build the app and load the model once; exit with one line if the model is unusable."""
     app = Flask(__name__)
+    app.request_class = InMemoryRequest
     app.json.sort_keys = False  # keep emotions in label order
     app.config.update(load_config(config))
     torch.set_num_threads(1)  # one thread per worker: workers, not threads, use the cores

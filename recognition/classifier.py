@@ -37,7 +37,8 @@ def load_classifier(path):
     try:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except (RuntimeError, ValueError, OSError) as e:
-        raise ModelError(f"{path}: not a loadable TorchScript model ({str(e).splitlines()[0][:200]})") from None
+        reason = str(e).strip().splitlines()[0].split(". ")[0][:160] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: not a loadable TorchScript model ({reason})") from None
     try:
         meta = json.loads(extra["meta.json"] or "{}")
     except json.JSONDecodeError:

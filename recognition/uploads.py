@@ -1,13 +1,20 @@
 """Pull the uploaded images out of a request: multipart fields, a raw image body, or JSON base64."""
 import base64
 import binascii
+import json
 import re
 
 from recognition.images import ImageRejected
 
 FIELDS = ("image", "file")
 RAW_TYPES = ("image/",)
+UNSAFE = re.compile(r"[^\w.+/-]")
 DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
+
+
+def shown(text, limit=60):
+    """Client-sent text made safe to repeat in a message: word characters only, bounded length."""
+    return UNSAFE.sub("?", text)[:limit]
 
 
 def decode_base64(text):
@@ -32,7 +39,7 @@ def images_from_multipart(files):
     """The uploaded files of the image/file fields, in the order they were sent."""
     uploads = [f for name, f in files.items(multi=True) if name in FIELDS]
     if not uploads:
-        sent = ", ".join(sorted(set(files))) or "none"
+        sent = ", ".join(shown(name) for name in sorted(set(files))[:10]) or "none"
         raise ImageRejected(400, "missing_image", f"send the image in a form field named 'image' (fields sent: {sent})")
     return [f.read() for f in uploads]
 
@@ -52,9 +59,10 @@ def extract_images(request):
     if mimetype == "multipart/form-data":
         images, mode = images_from_multipart(request.files), request.form.get("mode")
     elif mimetype == "application/json":
-        payload = request.get_json(silent=True)
-        if payload is None:
-            raise ImageRejected(400, "invalid_json", "the body is not valid JSON")
+        try:
+            payload = json.loads(request.get_data())
+        except ValueError:
+            raise ImageRejected(400, "invalid_json", "the body is not valid JSON") from None
         images = images_from_json(payload)
         mode = payload.get("mode") if isinstance(payload, dict) else None
     elif mimetype.startswith(RAW_TYPES) or mimetype == "application/octet-stream":
@@ -63,6 +71,6 @@ def extract_images(request):
         raise ImageRejected(400, "missing_image", "no image sent: POST multipart field 'image', a raw image body, "
                             'or JSON {"image": "<base64>"}')
     else:
-        raise ImageRejected(415, "unsupported_media_type", f"Content-Type {mimetype or '(none)'} is not accepted; "
+        raise ImageRejected(415, "unsupported_media_type", f"Content-Type {shown(mimetype) or '(none)'} is not accepted; "
                             "use multipart/form-data, image/*, or application/json")
     return images, request.args.get("mode", mode) or "faces"

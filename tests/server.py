@@ -1,9 +1,11 @@
 """Start the app the way the Procfile does, on a free local port, for tests and benchmarks."""
+import io
 import os
 import shlex
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -66,3 +68,63 @@ def post_image(url, data, content_type="image/jpeg", timeout=10):
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def concurrent(url, photo, clients, seconds):
+    """(latencies in ms, error count) with `clients` threads posting for `seconds`."""
+    latencies, errors, lock = [], [0], threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client():
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            try:
+                status, _ = post_image(url, photo, timeout=30)
+            except OSError:  # connection reset or refused, e.g. by a worker being killed
+                status = 0
+            with lock:
+                latencies.append((time.perf_counter() - t0) * 1e3)
+                errors[0] += status != 200
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, errors[0]
+
+
+def group_memory(pid):
+    """(summed RSS, summed PSS) in MB over a process and its children."""
+    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    rss = pss = 0
+    for p in pids:
+        for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss += int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss += int(line.split()[1])
+    return rss / 1024, pss / 1024
+
+
+def sample_memory(pid, stop, peaks):
+    while not stop.is_set():
+        rss, pss = group_memory(pid)
+        peaks["rss"], peaks["pss"] = max(peaks["rss"], rss), max(peaks["pss"], pss)
+        time.sleep(0.2)
+
+
+def one_face_photo():
+    """scikit-image's astronaut (one face), scaled into a 640x480 JPEG."""
+    from PIL import Image
+    from skimage import data
+    canvas = Image.new("RGB", (640, 480), (200, 200, 200))
+    canvas.paste(Image.fromarray(data.astronaut()).resize((480, 480)), (80, 0))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
