@@ -180,3 +180,15 @@ def model_cost(model):
         model(torch.zeros(1, 1, 48, 48))
     model.train(was_training)
     return ModelCost(params=params, macs=counter.get_total_flops() // 2)
+
+
+def main():
+    """Print every registered model's parameter count and multiply-accumulates per image."""
+    print(f"{'model':12s} {'parameters':>12s} {'MACs / image':>14s}")
+    for name in MODELS:
+        cost = model_cost(build_model(name))
+        print(f"{name:12s} {cost.params:>12,} {cost.macs / 1e6:>12.1f} M")
+
+
+if __name__ == "__main__":
+    main()
