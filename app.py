@@ -16,7 +16,7 @@ from flask import Flask, Request, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from recognition.classifier import ModelError, load_classifier
-from recognition.faces import DetectorSettings, load_detector
+from recognition.faces import DetectorPool, DetectorSettings
 from recognition.images import ImageRejected
 from recognition.openapi import openapi_spec
 from recognition.pipeline import MODES, recognize
@@ -86,8 +86,7 @@ def create_app(config=None):
         app.extensions["classifier"] = load_classifier(app.config["MODEL_PATH"])
     except ModelError as e:
         sys.exit(f"error: cannot start: {e}")
-    app.extensions["detector_settings"] = DetectorSettings()
-    app.extensions["detector"] = load_detector(app.extensions["detector_settings"])
+    app.extensions["detectors"] = DetectorPool(DetectorSettings())
     register_routes(app)
     register_errors(app)
     return app
@@ -136,8 +135,9 @@ def register_routes(app):
         results = []
         for i, data in enumerate(images):
             try:
-                results.append(recognize(data, classifier, app.extensions["detector"],
-                                         app.extensions["detector_settings"], mode, app.config["MAX_PIXELS"]))
+                detectors = app.extensions["detectors"]
+                results.append(recognize(data, classifier, detectors.get(), detectors.settings, mode,
+                                         app.config["MAX_PIXELS"]))
             except ImageRejected as e:
                 if len(images) > 1:
                     e.message = f"image {i + 1} of {len(images)}: {e.message}"

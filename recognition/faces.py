@@ -1,4 +1,5 @@
 """Find faces with OpenCV's Haar cascade and crop them the way FER-2013 frames its faces."""
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,22 @@ def load_detector(settings=DetectorSettings()):
     if detector.empty():
         raise RuntimeError(f"could not load the face cascade {path}")
     return detector
+
+
+class DetectorPool:
+    """One cascade per thread: a CascadeClassifier keeps scratch buffers and is not thread-safe,
+    and gunicorn's gthread workers serve several requests at once."""
+
+    def __init__(self, settings=DetectorSettings()):
+        self.settings = settings
+        self._local = threading.local()
+        self._local.detector = load_detector(settings)  # fail at start-up, not on a request
+
+    def get(self):
+        """This thread's detector, loaded on first use."""
+        if not hasattr(self._local, "detector"):
+            self._local.detector = load_detector(self.settings)
+        return self._local.detector
 
 
 def downscale(grey, max_side):

@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import encode
 from recognition.classifier import ModelError, classify, load_classifier
-from recognition.faces import DetectorSettings, crop_box, crop_face, detect_faces, load_detector
+from recognition.faces import DetectorPool, DetectorSettings, crop_box, crop_face, detect_faces, load_detector
 from recognition.images import ImageRejected, decode_image
 
 
@@ -124,3 +124,13 @@ def test_corrupt_model_file_is_named(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(ModelError, match="bad.pt: not a loadable TorchScript model"):
         load_classifier(bad)
+
+
+def test_each_thread_gets_its_own_detector():
+    import threading
+    pool = DetectorPool()
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(pool.get()))
+    thread.start()
+    thread.join()
+    assert seen[0] is not pool.get() and pool.get() is pool.get()

@@ -218,3 +218,9 @@ def test_export_honours_the_contract_without_the_training_code(trained_run, csv_
     assert torch.allclose(probs, expected, atol=0.03)
     with pytest.raises(torch.jit.Error, match="expected a float tensor of shape"):
         module(torch.rand(2, 3, 48, 48))
+
+
+def test_time_budget_stops_training(csv_path, tmp_path):
+    train.main(run_args(csv_path, tmp_path, epochs=5) + ["--max-minutes", "0.00001"])
+    log = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert len(log) == 1

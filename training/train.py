@@ -43,6 +43,7 @@ class Config:
     label_smoothing: float = 0.1
     mixup: float = 0.0
     patience: int = 0
+    max_minutes: float = 0.0
     precision: str = "bf16"
     channels_last: bool = True
     threads: int = 0
@@ -72,6 +73,7 @@ def parse_args(argv=None):
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help=f"cross-entropy label smoothing (default: {d.label_smoothing})")
     p.add_argument("--mixup", type=float, default=d.mixup, help=f"mixup Beta(alpha, alpha); 0 turns it off (default: {d.mixup})")
     p.add_argument("--patience", type=int, default=d.patience, help=f"early stopping: epochs without a better validation accuracy; 0 never stops early (default: {d.patience})")
+    p.add_argument("--max-minutes", type=float, default=d.max_minutes, help=f"stop once this much training time (summed over resumed runs) is spent, for equal-budget comparisons; 0 means no limit (default: {d.max_minutes})")
     p.add_argument("--precision", default=d.precision, choices=["fp32", "bf16"], help=f"bf16 autocast on the CPU, or fp32 (default: {d.precision})")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="keep NCHW memory layout (default: channels_last)")
     p.add_argument("--threads", type=int, default=d.threads, help=f"torch threads; 0 keeps torch's choice (default: {d.threads})")
@@ -147,6 +149,10 @@ def main(argv=None):
     for epoch in range(start_epoch, cfg.epochs + 1):
         if cfg.patience and stale >= cfg.patience:
             print(f"early stop: no better validation accuracy for {stale} epochs")
+            break
+        spent = sum(row["seconds"] for row in history) / 60
+        if cfg.max_minutes and spent >= cfg.max_minutes:
+            print(f"time budget spent: {spent:.1f} of {cfg.max_minutes:g} minutes")
             break
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
