@@ -118,6 +118,7 @@ async function analyse(blob, mode = "faces") {
   try {
     showResult(await predict(blob, mode));
   } catch (e) {
+    $("#result").addClass("d-none");
     showState({error: e.message});
   }
 }
