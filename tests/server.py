@@ -5,6 +5,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -42,11 +43,12 @@ def wait_until_up(url, timeout):
 
 @contextmanager
 def procfile_server(bin_dir=None, env=None, timeout=60):
-    """Run the Procfile's web command; yields (base URL, process, seconds to first answer)."""
+    """Run the Procfile's web command; yields (base URL, process, seconds to first answer).
+
+    gunicorn is taken from bin_dir, by default the virtualenv running this Python."""
     port = free_port()
     environment = {**os.environ, "PORT": str(port), **(env or {})}
-    if bin_dir:
-        environment["PATH"] = f"{bin_dir}{os.pathsep}{environment['PATH']}"
+    environment["PATH"] = f"{bin_dir or Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
     process = subprocess.Popen(shlex.split(procfile_command(port)), cwd=ROOT, env=environment,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
