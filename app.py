@@ -31,6 +31,9 @@ DEFAULTS = {
     "MAX_PIXELS": 40_000_000,
     "MAX_IMAGES": 16,
     "API_TOKEN": "",
+    "DETECT_SCALE_FACTOR": DetectorSettings.scale_factor,
+    "DETECT_MIN_SIZE": DetectorSettings.min_size,
+    "DETECT_MAX_SIDE": DetectorSettings.max_side,
 }
 # Environment variable -> (config key, type).
 ENVIRONMENT = {
@@ -39,6 +42,9 @@ ENVIRONMENT = {
     "FER_MAX_PIXELS": ("MAX_PIXELS", int),
     "FER_MAX_IMAGES": ("MAX_IMAGES", int),
     "FER_API_TOKEN": ("API_TOKEN", str),
+    "FER_DETECT_SCALE_FACTOR": ("DETECT_SCALE_FACTOR", float),
+    "FER_DETECT_MIN_SIZE": ("DETECT_MIN_SIZE", int),
+    "FER_DETECT_MAX_SIDE": ("DETECT_MAX_SIDE", int),
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
@@ -86,7 +92,9 @@ def create_app(config=None):
         app.extensions["classifier"] = load_classifier(app.config["MODEL_PATH"])
     except ModelError as e:
         sys.exit(f"error: cannot start: {e}")
-    app.extensions["detectors"] = DetectorPool(DetectorSettings())
+    app.extensions["detectors"] = DetectorPool(DetectorSettings(
+        scale_factor=app.config["DETECT_SCALE_FACTOR"], min_size=app.config["DETECT_MIN_SIZE"],
+        max_side=app.config["DETECT_MAX_SIDE"]))
     register_routes(app)
     register_errors(app)
     return app

@@ -185,3 +185,11 @@ def test_responses_carry_security_headers(client):
     headers = client.get("/healthz").headers
     assert "default-src 'self'" in headers["Content-Security-Policy"]
     assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_detector_settings_come_from_the_environment(monkeypatch):
+    from app import create_app
+    monkeypatch.setenv("FER_DETECT_SCALE_FACTOR", "1.3")
+    monkeypatch.setenv("FER_DETECT_MIN_SIZE", "40")
+    settings = create_app().extensions["detectors"].settings
+    assert settings.scale_factor == 1.3 and settings.min_size == 40 and settings.max_side == 512
