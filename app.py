@@ -112,6 +112,7 @@ def check_token(app):
 
 
 def register_routes(app):
+    """The page, the API and the health and description endpoints."""
     classifier = app.extensions["classifier"]
 
     @app.get("/")
@@ -162,6 +163,7 @@ def register_routes(app):
 
 
 def register_errors(app):
+    """Every error becomes the JSON error body; never a traceback."""
     @app.errorhandler(ImageRejected)
     def rejected(e):
         return error(e.status, e.code, e.message)

@@ -35,6 +35,7 @@ VARIANTS = {
 
 
 def iou(a, b):
+    """Intersection over union of two (x, y, w, h) boxes."""
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
     w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
@@ -43,6 +44,7 @@ def iou(a, b):
 
 
 def ground_truth(notes):
+    """The annotated (x, y, w, h) boxes in a manifest note, or None."""
     found = re.search(r"\(x,y,w,h\):\s*([\d, ]+)", notes)
     return [tuple(map(int, b.split(","))) for b in found.group(1).split()] if found else None
 

@@ -20,10 +20,12 @@ from server import concurrent, one_face_photo, percentile, procfile_server  # no
 
 
 def workers(master_pid):
+    """PIDs of the gunicorn master's worker processes."""
     return [int(p) for p in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()]
 
 
 def rss_mb(pid):
+    """Resident memory of one process in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024

@@ -8,22 +8,27 @@ from torch import nn
 
 
 def flip():
+    """Mirror left-right, half of the time."""
     return K.RandomHorizontalFlip(p=0.5)
 
 
 def rotate(degrees=10.0):
+    """Rotate by up to +-degrees."""
     return K.RandomAffine(degrees=degrees, p=1.0)
 
 
 def shift(fraction=0.1):
+    """Translate by up to a fraction of the size, each axis."""
     return K.RandomAffine(degrees=0.0, translate=(fraction, fraction), p=1.0)
 
 
 def scale(low=0.8, high=0.9):
+    """Zoom by a factor in [low, high]."""
     return K.RandomAffine(degrees=0.0, scale=(low, high), p=1.0)
 
 
 def erase(p=0.5):
+    """Black out a random rectangle of 2-20% of the image, with probability p."""
     return K.RandomErasing(scale=(0.02, 0.2), ratio=(0.3, 3.3), value=0.0, p=p)
 
 

@@ -148,6 +148,13 @@ def load_dataset(path, cache_dir=DEFAULT_CACHE, val_fraction=0.1, seed=0):
     return load_csv(path, cache_dir)
 
 
+def truncate(dataset, limit):
+    """The first `limit` images of every split (all of them when limit is 0), for smoke runs."""
+    if not limit:
+        return dataset
+    return {name: Split(data.images[:limit], data.labels[:limit]) for name, data in dataset.items()}
+
+
 def normalisation(train):
     """Mean and standard deviation of the training images, in [0, 1] units."""
     pixels = train.images.astype(np.float64) / 255.0

@@ -131,6 +131,16 @@ def predict_logits(model, images, batch_size=512, precision="fp32", tta="none", 
     return torch.cat(out) if out else torch.zeros(0, 7)
 
 
+@torch.no_grad()
+def predict_probs(module, images, tta="none", batch_size=512):
+    """Probabilities from a module that outputs them (an exported model), averaged over test-time views."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_tensor(images[start:start + batch_size])
+        out.append(torch.stack([module(v) for v in tta_views(x, tta)]).mean(0))
+    return torch.cat(out) if out else torch.zeros(0, 7)
+
+
 def rng_state():
     """Every random generator the training loop draws from."""
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}

@@ -20,7 +20,7 @@ from sklearn.metrics import (confusion_matrix, precision_recall_curve,  # noqa: 
                              precision_recall_fscore_support)
 
 from training.data import LABELS, load_dataset  # noqa: E402
-from training.engine import predict_logits, tta_views, to_tensor  # noqa: E402
+from training.engine import predict_logits, predict_probs  # noqa: E402
 from training.export import load_checkpoint_model  # noqa: E402
 
 
@@ -31,17 +31,7 @@ def load_any(path):
     except RuntimeError:
         model, checkpoint = load_checkpoint_model(path)
         return (lambda images, tta: predict_logits(model, images, tta=tta).softmax(1)), checkpoint["config"]["data"]
-    return (lambda images, tta: exported_probs(scripted, images, tta)), None
-
-
-@torch.no_grad()
-def exported_probs(scripted, images, tta, batch_size=512):
-    """Probabilities from an exported model, averaged over test-time views."""
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = to_tensor(images[start:start + batch_size])
-        out.append(torch.stack([scripted(v) for v in tta_views(x, tta)]).mean(0))
-    return torch.cat(out)
+    return (lambda images, tta: predict_probs(scripted, images, tta)), None
 
 
 def expected_calibration_error(probs, labels, bins=15):

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
-from training.data import LABELS, load_dataset
-from training.engine import Normalize
+from training.data import LABELS, load_dataset, truncate
+from training.engine import Normalize, predict_probs
 from training.models import build_model
 
 
@@ -81,6 +81,7 @@ def build_exported(model, temperature, dtype, flip_tta):
 
 
 def accuracy(probs, labels):
+    """Share of rows whose most probable class is the label."""
     return float((probs.argmax(1).numpy() == labels).mean())
 
 
@@ -93,13 +94,6 @@ def export(module, meta, out):
     torch.jit.save(scripted, str(tmp), _extra_files={"meta.json": json.dumps(meta, indent=2)})
     tmp.replace(out)
     return out
-
-
-def probs_of(module, images):
-    """Softmax output of an Exported module for uint8 images, in batches."""
-    with torch.no_grad():
-        return torch.cat([module(torch.from_numpy(images[i:i + 512]).unsqueeze(1).float() / 255)
-                          for i in range(0, len(images), 512)])
 
 
 def main(argv=None):
@@ -115,16 +109,14 @@ def main(argv=None):
 
     model, checkpoint = load_checkpoint_model(args.checkpoint)
     cfg = checkpoint["config"]
-    dataset = load_dataset(args.data or cfg["data"], seed=cfg["seed"])
-    if cfg.get("limit"):
-        dataset = {k: type(v)(v.images[:cfg["limit"]], v.labels[:cfg["limit"]]) for k, v in dataset.items()}
+    dataset = truncate(load_dataset(args.data or cfg["data"], seed=cfg["seed"]), cfg.get("limit", 0))
     val = dataset["val"]
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
 
     temperature = 1.0
     if args.calibrate:
         uncalibrated = build_exported(model, 1.0, dtype, args.flip_tta)
-        logits = torch.log(probs_of(uncalibrated, val.images).clamp_min(1e-12))
+        logits = torch.log(predict_probs(uncalibrated, val.images).clamp_min(1e-12))
         temperature = fit_temperature(logits, torch.from_numpy(val.labels))
     module = build_exported(model, temperature, dtype, args.flip_tta)
     meta = {
@@ -142,8 +134,8 @@ def main(argv=None):
         "epoch": checkpoint["epoch"],
         "command": checkpoint["command"],
         "config": cfg,
-        "val_accuracy": accuracy(probs_of(module, val.images), val.labels),
-        "test_accuracy": accuracy(probs_of(module, dataset["test"].images), dataset["test"].labels) if args.test else None,
+        "val_accuracy": accuracy(predict_probs(module, val.images), val.labels),
+        "test_accuracy": accuracy(predict_probs(module, dataset["test"].images), dataset["test"].labels) if args.test else None,
         "date": datetime.date.today().isoformat(),
     }
     out = export(module, meta, args.out)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from training.augment import PRESETS, build_augment
-from training.data import LABELS, load_dataset, normalisation
+from training.data import LABELS, load_dataset, normalisation, truncate
 from training.engine import (OPTIMIZERS, SCHEDULERS, Normalize, build_optimizer, build_scheduler,
                              predict_logits, rng_state, save_atomic, seed_everything, set_rng_state,
                              to_tensor, train_one_epoch)
@@ -119,9 +119,7 @@ def main(argv=None):
     seed_everything(cfg.seed)
 
     # Data: uint8 arrays in memory; normalisation from the training split only.
-    dataset = load_dataset(cfg.data, seed=cfg.seed)
-    if cfg.limit:
-        dataset = {k: type(v)(v.images[:cfg.limit], v.labels[:cfg.limit]) for k, v in dataset.items()}
+    dataset = truncate(load_dataset(cfg.data, seed=cfg.seed), cfg.limit)
     mean, std = normalisation(dataset["train"])
     train_x, train_y = to_tensor(dataset["train"].images), torch.from_numpy(dataset["train"].labels)
     val = dataset["val"]
