@@ -22,13 +22,17 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 MAX_UPLOAD_MB = 1
 
 
+def serve(config):
+    """Run the app in a background thread; returns (base URL, server)."""
+    server = make_server("127.0.0.1", free_port(), create_app(config), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}", server
+
+
 @pytest.fixture(scope="module")
 def live_server():
-    app = create_app({"MAX_UPLOAD_MB": MAX_UPLOAD_MB})
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    url, server = serve({"MAX_UPLOAD_MB": MAX_UPLOAD_MB})
+    yield url
     server.shutdown()
 
 
@@ -168,3 +172,27 @@ def test_upload_works_from_the_keyboard(page):
     with page.expect_file_chooser() as chooser:
         page.keyboard.press("Enter")
     assert chooser.value is not None
+
+
+def test_page_asks_for_the_api_token_once_and_sends_it(browser, astronaut_jpeg):
+    url, server = serve({"API_TOKEN": "s3cret"})
+    context = browser.new_context(base_url=url)
+    page = context.new_page()
+    try:
+        page.goto("/")
+        expect(page.locator("#token-box")).to_be_visible()
+        page.fill("#token-input", "wrong")
+        page.click("#token-form button")
+        upload(page, "astronaut.jpg", astronaut_jpeg)
+        expect(page.locator("#error")).to_contain_text("valid API token")
+        expect(page.locator("#token-box")).to_be_visible()
+        page.fill("#token-input", "s3cret")
+        page.click("#token-form button")
+        expect(page.locator(".face-card")).to_have_count(1)
+        page.reload()
+        expect(page.locator("#token-box")).to_be_hidden()
+    finally:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / "test_page_asks_for_the_api_token.png", full_page=True)
+        context.close()
+        server.shutdown()
