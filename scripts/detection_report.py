@@ -11,10 +11,8 @@ import csv
 import re
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from recognition.faces import DetectorSettings, detect_faces, load_detector  # noqa: E402
