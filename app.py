@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from flask import Flask, Request, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from recognition.classifier import ModelError, load_classifier
-from recognition.faces import DetectorPool, DetectorSettings
+from recognition.faces import DETECTORS, DetectorPool
 from recognition.images import ImageRejected
 from recognition.openapi import openapi_spec
 from recognition.pipeline import MODES, recognize
@@ -31,9 +32,10 @@ DEFAULTS = {
     "MAX_PIXELS": 40_000_000,
     "MAX_IMAGES": 16,
     "API_TOKEN": "",
-    "DETECT_SCALE_FACTOR": DetectorSettings.scale_factor,
-    "DETECT_MIN_SIZE": DetectorSettings.min_size,
-    "DETECT_MAX_SIDE": DetectorSettings.max_side,
+    "DETECTOR": "accurate",
+    "DETECT_SCALE_FACTOR": None,  # None: the named detector's own value
+    "DETECT_MIN_SIZE": None,
+    "DETECT_MAX_SIDE": None,
 }
 # Environment variable -> (config key, type).
 ENVIRONMENT = {
@@ -42,6 +44,7 @@ ENVIRONMENT = {
     "FER_MAX_PIXELS": ("MAX_PIXELS", int),
     "FER_MAX_IMAGES": ("MAX_IMAGES", int),
     "FER_API_TOKEN": ("API_TOKEN", str),
+    "FER_DETECTOR": ("DETECTOR", str),
     "FER_DETECT_SCALE_FACTOR": ("DETECT_SCALE_FACTOR", float),
     "FER_DETECT_MIN_SIZE": ("DETECT_MIN_SIZE", int),
     "FER_DETECT_MAX_SIDE": ("DETECT_MAX_SIDE", int),
@@ -75,10 +78,23 @@ def load_config(overrides):
     config = dict(DEFAULTS)
     for variable, (key, kind) in ENVIRONMENT.items():
         if variable in os.environ:
-            config[key] = kind(os.environ[variable])
+            try:
+                config[key] = kind(os.environ[variable])
+            except ValueError:
+                raise ValueError(f"{variable} is {os.environ[variable]!r}, not a valid {kind.__name__}") from None
     config.update(overrides or {})
     config["MAX_CONTENT_LENGTH"] = int(config["MAX_UPLOAD_MB"] * 1024 * 1024)
     return config
+
+
+def detector_settings(config):
+    """The named detector's settings with the config's individual overrides applied."""
+    name = config["DETECTOR"]
+    if name not in DETECTORS:
+        raise ValueError(f"FER_DETECTOR is {name!r}; choose one of {', '.join(DETECTORS)}")
+    overrides = {"scale_factor": config["DETECT_SCALE_FACTOR"], "min_size": config["DETECT_MIN_SIZE"],
+                 "max_side": config["DETECT_MAX_SIDE"]}
+    return replace(DETECTORS[name], **{k: v for k, v in overrides.items() if v is not None})
 
 
 def create_app(config=None):
@@ -86,15 +102,17 @@ def create_app(config=None):
     app = Flask(__name__)
     app.request_class = InMemoryRequest
     app.json.sort_keys = False  # keep emotions in label order
-    app.config.update(load_config(config))
+    try:
+        app.config.update(load_config(config))
+        settings = detector_settings(app.config)
+    except ValueError as e:
+        sys.exit(f"error: cannot start: {e}")
     torch.set_num_threads(1)  # one thread per worker: workers, not threads, use the cores
     try:
         app.extensions["classifier"] = load_classifier(app.config["MODEL_PATH"])
     except ModelError as e:
         sys.exit(f"error: cannot start: {e}")
-    app.extensions["detectors"] = DetectorPool(DetectorSettings(
-        scale_factor=app.config["DETECT_SCALE_FACTOR"], min_size=app.config["DETECT_MIN_SIZE"],
-        max_side=app.config["DETECT_MAX_SIDE"]))
+    app.extensions["detectors"] = DetectorPool(settings)
     register_routes(app)
     register_errors(app)
     return app
@@ -123,7 +141,7 @@ def register_routes(app):
     @app.get("/healthz")
     def healthz():
         return jsonify({"status": "ok", "model": classifier.summary, "labels": list(classifier.labels),
-                        "version": __version__})
+                        "detector": app.config["DETECTOR"], "version": __version__})
 
     @app.get("/openapi.json")
     def openapi():

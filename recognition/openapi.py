@@ -65,7 +65,7 @@ def openapi_spec(version, labels, config):
                        for code, (text, schema) in errors.items()},
                 },
             }},
-            "/healthz": {"get": {"summary": "Model loaded, labels and version",
+            "/healthz": {"get": {"summary": "Model loaded, labels, face detector and version",
                                  "responses": {"200": {"description": "the service is up"}}}},
         },
         "components": {

@@ -5,7 +5,7 @@
 1. One worker (WEB_CONCURRENCY=1), one client: p50 / p95 of POST /predict for a 640x480 JPEG
    with one face, and the server's own split into decode, detect and classify.
 2. The same worker with 8 concurrent clients for 20 s: throughput, errors, p50 / p99.
-   Steps 1 and 2 run for the default detector and for the faster FER_DETECT_SCALE_FACTOR=1.3.
+   Steps 1 and 2 run for the default detector and for FER_DETECTOR=fast (OpenCV's LBP cascade).
 3. The default Procfile configuration (2 preloaded workers) under 8 clients: peak memory of
    all its processes, as summed RSS and as summed PSS (shared pages counted once, closer to
    what a dyno's memory limit sees).
@@ -37,7 +37,7 @@ def sequential(url, photo, n):
 
 
 # The shipped detector settings, and the faster ones README "Performance" describes.
-VARIANTS = {"default detector": {}, "fast detector (FER_DETECT_SCALE_FACTOR=1.3)": {"FER_DETECT_SCALE_FACTOR": "1.3"}}
+VARIANTS = {"default detector (Haar alt2)": {}, "FER_DETECTOR=fast (LBP cascade)": {"FER_DETECTOR": "fast"}}
 
 
 def main():

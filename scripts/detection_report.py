@@ -15,9 +15,10 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from recognition.faces import DetectorSettings, detect_faces, load_detector  # noqa: E402
+from recognition.faces import DETECTORS, DetectorSettings, detect_faces, load_detector  # noqa: E402
 from recognition.images import decode_image  # noqa: E402
 
+LBP = "lbpcascade_frontalface.xml"
 VARIANTS = {
     "default sf1.1 n5 m20 640": DetectorSettings(cascade="haarcascade_frontalface_default.xml", scale_factor=1.1,
                                                  min_neighbors=5, min_size=20, max_side=640),
@@ -28,7 +29,14 @@ VARIANTS = {
     "alt2 sf1.2 n3 m30 512": DetectorSettings(min_size=30, max_side=512),
     "alt2 sf1.2 n3 m24 480": DetectorSettings(min_size=24, max_side=480),
     "alt2 sf1.2 n3 m20 400": DetectorSettings(min_size=20, max_side=400),
-    "alt2 sf1.2 n3 m24 512 (shipped)": DetectorSettings(),
+    "alt2 sf1.2 n3 m24 512 (default)": DetectorSettings(),
+    "alt sf1.2 n2 m24 512": DetectorSettings(cascade="haarcascade_frontalface_alt.xml", min_neighbors=2),
+    "alt2 sf1.3 n3 m24 512": DetectorSettings(scale_factor=1.3),
+    "alt2 sf1.3 n2 m24 512": DetectorSettings(scale_factor=1.3, min_neighbors=2),
+    "lbp sf1.2 n2 m24 512": DetectorSettings(cascade=LBP, min_neighbors=2),
+    "lbp sf1.15 n3 m24 512": DetectorSettings(cascade=LBP, scale_factor=1.15),
+    "lbp sf1.2 n3 m24 640": DetectorSettings(cascade=LBP, max_side=640),
+    "lbp sf1.2 n3 m24 512 (FER_DETECTOR=fast)": DETECTORS["fast"],
 }
 
 
@@ -54,7 +62,7 @@ def main():
     args = p.parse_args()
     rows = list(csv.DictReader(open(Path(args.photos) / "manifest.csv")))
     images = {r["file"]: decode_image((Path(args.photos) / r["file"]).read_bytes()) for r in rows}
-    print(f"{'variant':32s} {'exact':>6s} {'found/expected':>15s} {'false on 0-face':>16s} {'GT recall':>10s} {'GT precision':>13s} {'ms/photo':>9s}")
+    print(f"{'variant':42s} {'exact':>6s} {'found/expected':>15s} {'false on 0-face':>16s} {'GT recall':>10s} {'GT precision':>13s} {'ms/photo':>9s}")
     for i, (name, settings) in enumerate(VARIANTS.items()):
         detector = load_detector(settings)
         exact = found_total = expected_total = false_pos = 0
@@ -78,7 +86,7 @@ def main():
                 tp += sum(any(iou(t, b) >= 0.3 for b in boxes) for t in truth)
             if args.verbose and i == 0:
                 print(f"   {r['file']:32s} expected {r['expected_faces']:>16s} found {len(boxes)}")
-        print(f"{name:32s} {exact:>3d}/{len(rows):<2d} {found_total:>7d}/{expected_total:<7d} {false_pos:>16d} "
+        print(f"{name:42s} {exact:>3d}/{len(rows):<2d} {found_total:>7d}/{expected_total:<7d} {false_pos:>16d} "
               f"{tp / gt_total:>10.2f} {tp / max(det_total, 1):>13.2f} {seconds / len(rows) * 1e3:>9.1f}")
 
 
