@@ -224,3 +224,12 @@ def test_time_budget_stops_training(csv_path, tmp_path):
     train.main(run_args(csv_path, tmp_path, epochs=5) + ["--max-minutes", "0.00001"])
     log = (tmp_path / "log.jsonl").read_text().splitlines()
     assert len(log) == 1
+
+
+def test_resume_with_a_new_budget_extends_the_run(csv_path, tmp_path):
+    train.main(run_args(csv_path, tmp_path, epochs=3) + ["--max-minutes", "0.00001"])
+    train.main(["--run-dir", str(tmp_path), "--resume"])  # the saved budget is spent: nothing more
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 1
+    train.main(["--run-dir", str(tmp_path), "--resume", "--max-minutes", "0"])  # 0: no limit
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["config"]["max_minutes"] == 0

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -79,11 +79,16 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=d.threads, help=f"torch threads; 0 keeps torch's choice (default: {d.threads})")
     p.add_argument("--limit", type=int, default=d.limit, help=f"use only the first N images of each split, for smoke runs; 0 uses all (default: {d.limit})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt with its saved config (default: off)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt with its saved config; only a --max-minutes given with it replaces the saved budget, to extend an equal-budget run (default: off)")
     args = p.parse_args(argv)
     resume = args.resume
     del args.resume
     return Config(**vars(args)), resume
+
+
+def sets_budget(argv):
+    """Whether the command line gives --max-minutes (with --resume it replaces the saved budget)."""
+    return any(a.startswith("--max-minutes") for a in (sys.argv[1:] if argv is None else argv))
 
 
 def build_training_model(cfg, mean, std):
@@ -110,7 +115,10 @@ def main(argv=None):
         if not last_path.exists():
             sys.exit(f"--resume: no checkpoint at {last_path}")
         checkpoint = torch.load(last_path, weights_only=False)
-        cfg, command = Config(**checkpoint["config"]), checkpoint["command"]
+        saved = Config(**checkpoint["config"])
+        if sets_budget(argv):
+            saved = replace(saved, max_minutes=cfg.max_minutes)
+        cfg, command = saved, checkpoint["command"]
     else:
         command = "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:])
     run_dir.mkdir(parents=True, exist_ok=True)
