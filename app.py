@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from flask import Flask, Request, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from recognition.classifier import ModelError, load_classifier
-from recognition.faces import DETECTORS, DetectorPool
+from recognition.faces import SharedDetector
 from recognition.images import ImageRejected
 from recognition.openapi import openapi_spec
 from recognition.pipeline import MODES, recognize
@@ -32,10 +31,7 @@ DEFAULTS = {
     "MAX_PIXELS": 40_000_000,
     "MAX_IMAGES": 16,
     "API_TOKEN": "",
-    "DETECTOR": "accurate",
-    "DETECT_SCALE_FACTOR": None,  # None: the named detector's own value
-    "DETECT_MIN_SIZE": None,
-    "DETECT_MAX_SIDE": None,
+    "DETECTOR": "blazeface",
 }
 # Environment variable -> (config key, type).
 ENVIRONMENT = {
@@ -45,9 +41,6 @@ ENVIRONMENT = {
     "FER_MAX_IMAGES": ("MAX_IMAGES", int),
     "FER_API_TOKEN": ("API_TOKEN", str),
     "FER_DETECTOR": ("DETECTOR", str),
-    "FER_DETECT_SCALE_FACTOR": ("DETECT_SCALE_FACTOR", float),
-    "FER_DETECT_MIN_SIZE": ("DETECT_MIN_SIZE", int),
-    "FER_DETECT_MAX_SIDE": ("DETECT_MAX_SIDE", int),
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
@@ -87,32 +80,18 @@ def load_config(overrides):
     return config
 
 
-def detector_settings(config):
-    """The named detector's settings with the config's individual overrides applied."""
-    name = config["DETECTOR"]
-    if name not in DETECTORS:
-        raise ValueError(f"FER_DETECTOR is {name!r}; choose one of {', '.join(DETECTORS)}")
-    overrides = {"scale_factor": config["DETECT_SCALE_FACTOR"], "min_size": config["DETECT_MIN_SIZE"],
-                 "max_side": config["DETECT_MAX_SIDE"]}
-    return replace(DETECTORS[name], **{k: v for k, v in overrides.items() if v is not None})
-
-
 def create_app(config=None):
     """Build the app and load the model once; exit with one line if the model is unusable."""
     app = Flask(__name__)
     app.request_class = InMemoryRequest
     app.json.sort_keys = False  # keep emotions in label order
-    try:
-        app.config.update(load_config(config))
-        settings = detector_settings(app.config)
-    except ValueError as e:
-        sys.exit(f"error: cannot start: {e}")
     torch.set_num_threads(1)  # one thread per worker: workers, not threads, use the cores
     try:
+        app.config.update(load_config(config))
+        app.extensions["detector"] = SharedDetector(app.config["DETECTOR"])
         app.extensions["classifier"] = load_classifier(app.config["MODEL_PATH"])
-    except ModelError as e:
+    except (ValueError, ModelError) as e:
         sys.exit(f"error: cannot start: {e}")
-    app.extensions["detectors"] = DetectorPool(settings)
     register_routes(app)
     register_errors(app)
     return app
@@ -131,7 +110,7 @@ def check_token(app):
 
 def register_routes(app):
     """The page, the API and the health and description endpoints."""
-    classifier = app.extensions["classifier"]
+    classifier, detector = app.extensions["classifier"], app.extensions["detector"]
 
     @app.get("/")
     def index():
@@ -141,7 +120,7 @@ def register_routes(app):
     @app.get("/healthz")
     def healthz():
         return jsonify({"status": "ok", "model": classifier.summary, "labels": list(classifier.labels),
-                        "detector": app.config["DETECTOR"], "version": __version__})
+                        "detector": detector.name, "version": __version__})
 
     @app.get("/openapi.json")
     def openapi():
@@ -162,8 +141,7 @@ def register_routes(app):
         results = []
         for i, data in enumerate(images):
             try:
-                detectors = app.extensions["detectors"]
-                results.append(recognize(data, classifier, detectors.get(), detectors.settings, mode,
+                results.append(recognize(data, classifier, detector, mode,
                                          app.config["MAX_PIXELS"]))
             except ImageRejected as e:
                 if len(images) > 1:

@@ -1,4 +1,14 @@
-"""Find faces with OpenCV's Haar cascade and crop them the way FER-2013 frames its faces."""
+"""Find faces in an RGB image and crop them the way FER-2013 frames its faces.
+
+Two detectors with the same interface, `detector.detect(rgb) -> [(x, y, w, h), ...]` in the
+image's own pixels, largest first:
+
+- BlazeFace (the default): MediaPipe's full-range face detector, a small CNN that OpenCV's dnn
+  module runs from the .tflite file in recognition/blazeface/.
+- Haar: OpenCV's Haar cascade (haarcascade_frontalface_alt2), run on a grey downscaled copy.
+
+scripts/detection_report.py compares them on ../shared/data/photos.
+"""
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,17 +17,29 @@ import cv2
 import numpy as np
 
 FACE_SIZE = 48
+BLAZEFACE_DIR = Path(__file__).resolve().parent / "blazeface"
 
-# How FER-2013 frames a face, measured by scripts/fit_crop.py (run the same detector on
-# upscaled FER-2013 validation images, fit the crop that makes the box land where it does
-# in the 48x48 frame). The crop side is CROP_SCALE box widths; its centre sits CROP_SHIFT_Y
-# box widths below the box centre (negative: above).
-CROP_SCALE = 1.05
-CROP_SHIFT_Y = 0.003
+
+# Each detector draws its box differently around the same face, so each has its own framing:
+# the crop side is crop_scale box widths, its centre crop_shift_y box widths below the box centre
+# (negative: above). Both measured by scripts/fit_crop.py, which runs the detector on upscaled
+# FER-2013 validation faces and fits the crop that puts the box where it lands in the 48x48 frame.
+
+@dataclass(frozen=True)
+class BlazeFaceSettings:
+    """MediaPipe's full-range BlazeFace (192x192 input, 2304 anchors at stride 4)."""
+
+    model: str = "face_detection_full_range.tflite"
+    input_size: int = 192
+    stride: int = 4
+    min_score: float = 0.5      # MediaPipe uses 0.6; 0.5 finds more faces with no false ones on the photo set
+    nms_iou: float = 0.3
+    crop_scale: float = 1.116
+    crop_shift_y: float = -0.052
 
 
 @dataclass(frozen=True)
-class DetectorSettings:
+class HaarSettings:
     """Cascade parameters, tuned on ../shared/data/photos by scripts/detection_report.py."""
 
     cascade: str = "haarcascade_frontalface_alt2.xml"
@@ -25,76 +47,121 @@ class DetectorSettings:
     scale_factor: float = 1.2
     min_neighbors: int = 3
     min_size: int = 24          # smallest face, in pixels of the downscaled copy
+    crop_scale: float = 1.05
+    crop_shift_y: float = 0.003
 
 
-# Named detectors the app can be started with (FER_DETECTOR). Both measured on ../shared/data/photos
-# and on the benchmark photo (README "Performance"): "fast" is OpenCV's LBP cascade, about 2x
-# faster than the Haar cascade, at the price of some missed faces on group photos and portraits.
-DETECTORS = {
-    "accurate": DetectorSettings(),
-    "fast": DetectorSettings(cascade="lbpcascade_frontalface.xml"),
-}
-
-
-# Where cascade files are looked up by name: our own folder (OpenCV's LBP face cascade, which
-# the pip wheel leaves out), then the Haar cascades that opencv-python-headless 4.x ships.
-CASCADE_DIRS = (Path(__file__).resolve().parent / "cascades", Path(cv2.data.haarcascades))
-
-
-def cascade_path(name):
-    """The file of a cascade named like 'haarcascade_frontalface_alt2.xml'."""
-    for folder in CASCADE_DIRS:
-        if (folder / name).is_file():
-            return folder / name
-    return CASCADE_DIRS[-1] / name
-
-
-def load_detector(settings=DetectorSettings()):
-    """Load the cascade the settings name."""
-    path = cascade_path(settings.cascade)
-    detector = cv2.CascadeClassifier(str(path))
-    if detector.empty():
-        raise RuntimeError(f"could not load the face cascade {path}")
-    return detector
-
-
-class DetectorPool:
-    """One cascade per thread: a CascadeClassifier keeps scratch buffers and is not thread-safe,
-    and gunicorn's gthread workers serve several requests at once."""
-
-    def __init__(self, settings=DetectorSettings()):
-        self.settings = settings
-        self._local = threading.local()
-        self._local.detector = load_detector(settings)  # fail at start-up, not on a request
-
-    def get(self):
-        """This thread's detector, loaded on first use."""
-        if not hasattr(self._local, "detector"):
-            self._local.detector = load_detector(self.settings)
-        return self._local.detector
-
-
-def downscale(grey, max_side):
-    """(copy no larger than max_side, factor from copy to original coordinates)."""
-    h, w = grey.shape
-    factor = max(h, w) / max_side
-    if factor <= 1:
-        return grey, 1.0
-    small = cv2.resize(grey, (round(w / factor), round(h / factor)), interpolation=cv2.INTER_AREA)
-    return small, factor
-
-
-def detect_faces(grey, detector, settings=DetectorSettings()):
-    """Face boxes (x, y, w, h) in the image's own coordinates, largest first."""
-    small, factor = downscale(grey, settings.max_side)
-    found = detector.detectMultiScale(cv2.equalizeHist(small), scaleFactor=settings.scale_factor,
-                                      minNeighbors=settings.min_neighbors,
-                                      minSize=(settings.min_size, settings.min_size))
-    boxes = [tuple(int(round(v * factor)) for v in box) for box in np.reshape(found, (-1, 4))]
+def by_size(boxes):
+    """Boxes as int tuples, largest first."""
+    boxes = [tuple(int(round(v)) for v in box) for box in boxes]
     return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
 
-def crop_box(box, scale=CROP_SCALE, shift_y=CROP_SHIFT_Y):
+class BlazeFace:
+    """One detector instance; not thread-safe (a cv2.dnn.Net keeps its buffers): see SharedDetector."""
+
+    def __init__(self, settings=BlazeFaceSettings()):
+        self.settings = settings
+        path = BLAZEFACE_DIR / settings.model
+        if not path.is_file():
+            raise RuntimeError(f"face detector model not found: {path}")
+        self.net = cv2.dnn.readNetFromTFLite(str(path))
+        self.outputs = self.net.getUnconnectedOutLayersNames()
+        cells = settings.input_size // settings.stride
+        ys, xs = np.mgrid[0:cells, 0:cells]
+        self.anchors = (np.stack([xs, ys], -1).reshape(-1, 2) + 0.5) * settings.stride
+
+    def detect(self, rgb):
+        """Face boxes (x, y, w, h) in the image's own coordinates, largest first."""
+        s = self.settings
+        blob, scale, pad_x, pad_y = letterbox(rgb, s.input_size)
+        self.net.setInput(blob)
+        scores, boxes = sorted(self.net.forward(self.outputs), key=lambda out: out.shape[-1])  # (1, 2304, 1|16)
+        scores = 1 / (1 + np.exp(-np.clip(scores.reshape(-1).astype(np.float64), -50, 50)))
+        sizes = boxes.reshape(-1, 16)[:, 2:4]
+        keep = (scores >= s.min_score) & (sizes > 1).all(1)
+        if not keep.any():
+            return []
+        # Per anchor: centre offset (x, y) and size (w, h) in input pixels, then 6 keypoints (unused).
+        raw, centres, scores = boxes.reshape(-1, 16)[keep], self.anchors[keep], scores[keep]
+        w, h = raw[:, 2], raw[:, 3]
+        x = centres[:, 0] + raw[:, 0] - w / 2 - pad_x
+        y = centres[:, 1] + raw[:, 1] - h / 2 - pad_y
+        found = np.stack([x, y, w, h], 1) / scale
+        chosen = cv2.dnn.NMSBoxes(found.tolist(), scores.tolist(), s.min_score, s.nms_iou)
+        return by_size(found[np.reshape(chosen, -1)])
+
+
+def letterbox(rgb, size):
+    """(NCHW float blob in [-1, 1] of the image fitted into size x size, scale, pad x, pad y)."""
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = np.zeros((size, size, 3), np.uint8)
+    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    blob = cv2.dnn.blobFromImage(canvas, scalefactor=1 / 127.5, mean=(127.5, 127.5, 127.5))
+    return blob, scale, pad_x, pad_y
+
+
+class HaarCascade:
+    """One cascade instance; not thread-safe (CascadeClassifier keeps scratch buffers): see SharedDetector."""
+
+    def __init__(self, settings=HaarSettings()):
+        self.settings = settings
+        path = Path(cv2.data.haarcascades) / settings.cascade
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise RuntimeError(f"could not load the face cascade {path}")
+
+    def detect(self, rgb):
+        """Face boxes (x, y, w, h) in the image's own coordinates, largest first."""
+        s = self.settings
+        small, factor = downscale(rgb, s.max_side)
+        grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        found = self.cascade.detectMultiScale(grey, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
+                                              minSize=(s.min_size, s.min_size))
+        return by_size(np.reshape(found, (-1, 4)) * factor)
+
+
+def downscale(image, max_side):
+    """(copy no larger than max_side, factor from copy to original coordinates)."""
+    h, w = image.shape[:2]
+    factor = max(h, w) / max_side
+    if factor <= 1:
+        return image, 1.0
+    small = cv2.resize(image, (round(w / factor), round(h / factor)), interpolation=cv2.INTER_AREA)
+    return small, factor
+
+
+# The detectors the app can be started with (FER_DETECTOR), default first.
+DETECTORS = {"blazeface": BlazeFace, "haar": HaarCascade}
+
+
+class SharedDetector:
+    """The process's one detector, used by one thread at a time. Neither a cv2.dnn.Net nor a
+    CascadeClassifier is thread-safe; a copy per gthread thread would cost about 10 MB each, and
+    OpenCV already spreads a single detection over the cores."""
+
+    def __init__(self, name="blazeface"):
+        if name not in DETECTORS:
+            raise ValueError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
+        self.name = name
+        self.settings = DETECTORS[name]().settings  # loads it once: fail at start-up, not on a request
+        self._detector = None
+        self._lock = threading.Lock()
+
+    def detect(self, rgb):
+        """Face boxes (x, y, w, h), largest first, as the detector's own detect()."""
+        with self._lock:
+            # Built on first use, in the serving process: a cv2.dnn.Net built before gunicorn
+            # forks its workers ran at half speed in them (benchmark_app.py: 13.3 against 6.5 ms).
+            if self._detector is None:
+                self._detector = DETECTORS[self.name]()
+            return self._detector.detect(rgb)
+
+
+def crop_box(box, scale, shift_y):
     """The square region (x, y, side, side) that frames a detector box like FER-2013 does."""
     x, y, w, h = box
     side = w * scale
@@ -102,15 +169,24 @@ def crop_box(box, scale=CROP_SCALE, shift_y=CROP_SHIFT_Y):
     return (int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(side)), int(round(side)))
 
 
-def crop_face(grey, box):
-    """A 48x48 grey crop around a detector box; borders are replicated where it leaves the image."""
-    x, y, side, _ = crop_box(box)
+def crop_face(grey, box, settings):
+    """A 48x48 grey crop around a detector box, framed for that detector; borders are replicated
+    where the crop leaves the image."""
+    x, y, side, _ = crop_box(box, settings.crop_scale, settings.crop_shift_y)
     h, w = grey.shape
     pad = max(0, -x, -y, x + side - w, y + side - h)
     if pad:
         grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         x, y = x + pad, y + pad
     return resize_face(grey[y:y + side, x:x + side])
+
+
+def clip_box(box, width, height):
+    """The part of a box inside the image (a face at the border can stick out of it)."""
+    x, y, w, h = box
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(width, x + w), min(height, y + h)
+    return (x0, y0, max(0, x1 - x0), max(0, y1 - y0))
 
 
 def resize_face(grey):

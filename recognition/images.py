@@ -1,4 +1,4 @@
-"""Decode uploaded bytes into an upright grey image, refusing what is not a supported image."""
+"""Decode uploaded bytes into an upright RGB image, refusing what is not a supported image."""
 import io
 import warnings
 
@@ -45,28 +45,27 @@ def open_image(data, max_pixels=DEFAULT_MAX_PIXELS):
     return image
 
 
-def to_grey(image):
-    """Any Pillow mode -> uint8 grey array; transparency is flattened onto white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+def to_rgb(image):
+    """Any Pillow mode -> uint8 RGB array (height, width, 3); transparency is flattened onto white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        return np.clip(values * (255.0 / peak), 0, 255).round().astype(np.uint8)
-    if image.mode == "F":
-        return np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+        peak = 65535.0 if image.mode.startswith("I;16") or (image.mode == "I" and values.max() > 255) else 255.0
+        grey = np.clip(values * (255.0 / peak), 0, 255).round().astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(flat, rgba)
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
-    """Upload bytes -> upright (EXIF-rotated) grey uint8 array of shape (height, width)."""
+    """Upload bytes -> upright (EXIF-rotated) RGB uint8 array of shape (height, width, 3)."""
     image = open_image(data, max_pixels)
     try:
         image.seek(0)
         upright = ImageOps.exif_transpose(image)
-        return to_grey(upright)
+        return to_rgb(upright)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         raise ImageRejected(400, "invalid_image", f"the {image.format} image is damaged or truncated "
                             "and could not be decoded") from None

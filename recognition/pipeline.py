@@ -1,10 +1,11 @@
 """From upload bytes to the JSON-ready result for one image: decode, detect, crop, classify."""
 import time
 
+import cv2
 import numpy as np
 
 from recognition.classifier import classify
-from recognition.faces import crop_face, detect_faces, resize_face
+from recognition.faces import clip_box, crop_face, resize_face
 from recognition.images import DEFAULT_MAX_PIXELS, decode_image
 
 MODES = ("faces", "whole")
@@ -18,18 +19,21 @@ def face_result(box, probs, labels):
             "dominant_emotion": labels[best], "confidence": float(probs[best])}
 
 
-def recognize(data, classifier, detector, settings, mode="faces", max_pixels=DEFAULT_MAX_PIXELS):
+def recognize(data, classifier, detector, mode="faces", max_pixels=DEFAULT_MAX_PIXELS):
     """Every face in an uploaded image with its emotions, largest face first, plus timings."""
     t0 = time.perf_counter()
-    grey = decode_image(data, max_pixels)
+    rgb = decode_image(data, max_pixels)
     t1 = time.perf_counter()
-    height, width = grey.shape
+    height, width = rgb.shape[:2]
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # FER-2013 is grey; colour only helps the detector
     if mode == "whole":
         boxes = [(0, 0, width, height)]
         crops = resize_face(grey)[None]
     else:
-        boxes = detect_faces(grey, detector, settings)
-        crops = np.stack([crop_face(grey, box) for box in boxes]) if boxes else np.zeros((0, 48, 48), np.uint8)
+        boxes = detector.detect(rgb)
+        crops = (np.stack([crop_face(grey, box, detector.settings) for box in boxes]) if boxes
+                 else np.zeros((0, 48, 48), np.uint8))
+        boxes = [clip_box(box, width, height) for box in boxes]
     t2 = time.perf_counter()
     probs = classify(classifier, crops)
     t3 = time.perf_counter()

@@ -5,6 +5,8 @@
 Compares detector settings side by side: for each, the photos whose count matches the
 manifest, faces found / expected, detections on the photos with no usable face, recall and
 precision at IoU >= 0.3 on the group photos with ground-truth boxes, and milliseconds per photo.
+Then the smallest face each finds: scikit-image's astronaut, shrunk step by step, on a
+2000x1500 grey canvas.
 """
 import argparse
 import csv
@@ -13,30 +15,39 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from recognition.faces import DETECTORS, DetectorSettings, detect_faces, load_detector  # noqa: E402
+from recognition.faces import BlazeFace, BlazeFaceSettings, HaarCascade, HaarSettings  # noqa: E402
 from recognition.images import decode_image  # noqa: E402
 
-LBP = "lbpcascade_frontalface.xml"
+HAAR_DEFAULT = "haarcascade_frontalface_default.xml"
+
+
+class OnGrey:
+    """A detector that sees the photo without its colour."""
+
+    def __init__(self, detector):
+        self.detector = detector
+
+    def detect(self, rgb):
+        return self.detector.detect(cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB))
+
+
 VARIANTS = {
-    "default sf1.1 n5 m20 640": DetectorSettings(cascade="haarcascade_frontalface_default.xml", scale_factor=1.1,
-                                                 min_neighbors=5, min_size=20, max_side=640),
-    "default sf1.2 n4 m30 640": DetectorSettings(cascade="haarcascade_frontalface_default.xml", min_neighbors=4,
-                                                 min_size=30, max_side=640),
-    "alt2 sf1.1 n3 m20 640": DetectorSettings(scale_factor=1.1, min_size=20, max_side=640),
-    "alt2 sf1.2 n3 m30 640": DetectorSettings(min_size=30, max_side=640),
-    "alt2 sf1.2 n3 m30 512": DetectorSettings(min_size=30, max_side=512),
-    "alt2 sf1.2 n3 m24 480": DetectorSettings(min_size=24, max_side=480),
-    "alt2 sf1.2 n3 m20 400": DetectorSettings(min_size=20, max_side=400),
-    "alt2 sf1.2 n3 m24 512 (default)": DetectorSettings(),
-    "alt sf1.2 n2 m24 512": DetectorSettings(cascade="haarcascade_frontalface_alt.xml", min_neighbors=2),
-    "alt2 sf1.3 n3 m24 512": DetectorSettings(scale_factor=1.3),
-    "alt2 sf1.3 n2 m24 512": DetectorSettings(scale_factor=1.3, min_neighbors=2),
-    "lbp sf1.2 n2 m24 512": DetectorSettings(cascade=LBP, min_neighbors=2),
-    "lbp sf1.15 n3 m24 512": DetectorSettings(cascade=LBP, scale_factor=1.15),
-    "lbp sf1.2 n3 m24 640": DetectorSettings(cascade=LBP, max_side=640),
-    "lbp sf1.2 n3 m24 512 (FER_DETECTOR=fast)": DETECTORS["fast"],
+    "blazeface score 0.5 (default)": BlazeFace(),
+    "blazeface score 0.6 (MediaPipe's)": BlazeFace(BlazeFaceSettings(min_score=0.6)),
+    "blazeface score 0.4": BlazeFace(BlazeFaceSettings(min_score=0.4)),
+    "blazeface on the grey photo": OnGrey(BlazeFace()),
+    "haar alt2 sf1.2 n3 m24 512 (haar)": HaarCascade(),
+    "haar alt2 sf1.1 n3 m20 640": HaarCascade(HaarSettings(scale_factor=1.1, min_size=20, max_side=640)),
+    "haar alt2 sf1.2 n3 m30 640": HaarCascade(HaarSettings(min_size=30, max_side=640)),
+    "haar alt2 sf1.2 n3 m24 480": HaarCascade(HaarSettings(max_side=480)),
+    "haar alt2 sf1.3 n3 m24 512": HaarCascade(HaarSettings(scale_factor=1.3)),
+    "haar default sf1.1 n5 m20 640": HaarCascade(HaarSettings(cascade=HAAR_DEFAULT, scale_factor=1.1, min_neighbors=5,
+                                                             min_size=20, max_side=640)),
+    "haar alt sf1.2 n2 m24 512": HaarCascade(HaarSettings(cascade="haarcascade_frontalface_alt.xml", min_neighbors=2)),
 }
 
 
@@ -62,15 +73,14 @@ def main():
     args = p.parse_args()
     rows = list(csv.DictReader(open(Path(args.photos) / "manifest.csv")))
     images = {r["file"]: decode_image((Path(args.photos) / r["file"]).read_bytes()) for r in rows}
-    print(f"{'variant':42s} {'exact':>6s} {'found/expected':>15s} {'false on 0-face':>16s} {'GT recall':>10s} {'GT precision':>13s} {'ms/photo':>9s}")
-    for i, (name, settings) in enumerate(VARIANTS.items()):
-        detector = load_detector(settings)
+    print(f"{'variant':36s} {'exact':>6s} {'found/expected':>15s} {'false on 0-face':>16s} {'GT recall':>10s} {'GT precision':>13s} {'ms/photo':>9s}")
+    for i, (name, detector) in enumerate(VARIANTS.items()):
         exact = found_total = expected_total = false_pos = 0
         tp = gt_total = det_total = 0
         seconds = 0.0
         for r in rows:
             t0 = time.perf_counter()
-            boxes = detect_faces(images[r["file"]], detector, settings)
+            boxes = detector.detect(images[r["file"]])
             seconds += time.perf_counter() - t0
             expected = int(re.match(r"~?(\d+)", r["expected_faces"]).group(1))
             if expected == 0:
@@ -86,8 +96,28 @@ def main():
                 tp += sum(any(iou(t, b) >= 0.3 for b in boxes) for t in truth)
             if args.verbose and i == 0:
                 print(f"   {r['file']:32s} expected {r['expected_faces']:>16s} found {len(boxes)}")
-        print(f"{name:42s} {exact:>3d}/{len(rows):<2d} {found_total:>7d}/{expected_total:<7d} {false_pos:>16d} "
+        print(f"{name:36s} {exact:>3d}/{len(rows):<2d} {found_total:>7d}/{expected_total:<7d} {false_pos:>16d} "
               f"{tp / gt_total:>10.2f} {tp / max(det_total, 1):>13.2f} {seconds / len(rows) * 1e3:>9.1f}")
+    print("\nsmallest face found on a 2000x1500 canvas (of 200, 175, ... 40 px):")
+    for name, detector in VARIANTS.items():
+        width = smallest_face(detector)
+        print(f"{name:36s} {f'{width} px' if width else 'none'}")
+
+
+def smallest_face(detector, widths=(200, 175, 150, 125, 110, 100, 90, 80, 70, 60, 50, 40)):
+    """Width in pixels of the smallest astronaut face found on a 2000x1500 canvas, or None."""
+    from skimage import data
+    astronaut = data.astronaut()  # her face is about 100 px wide in the 512x512 photo
+    smallest = None
+    for width in widths:
+        scale = width / 100
+        photo = cv2.resize(astronaut, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        canvas = np.full((1500, 2000, 3), 120, np.uint8)
+        canvas[100:100 + photo.shape[0], 300:300 + photo.shape[1]] = photo
+        face_x = 300 + 215 * scale  # the face's centre
+        if any(abs(x + w / 2 - face_x) < 50 * scale for x, y, w, h in detector.detect(canvas)):
+            smallest = width
+    return smallest
 
 
 if __name__ == "__main__":

@@ -187,29 +187,23 @@ def test_responses_carry_security_headers(client):
     assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
 
 
-def test_detector_settings_come_from_the_environment(monkeypatch):
+def test_haar_detector_is_a_setting_and_finds_the_face(monkeypatch, astronaut_jpeg):
     from app import create_app
-    monkeypatch.setenv("FER_DETECT_SCALE_FACTOR", "1.3")
-    monkeypatch.setenv("FER_DETECT_MIN_SIZE", "40")
-    settings = create_app().extensions["detectors"].settings
-    assert settings.scale_factor == 1.3 and settings.min_size == 40 and settings.max_side == 512
-    assert settings.cascade == "haarcascade_frontalface_alt2.xml"
-
-
-def test_fast_detector_is_the_lbp_cascade_and_finds_the_face(monkeypatch, astronaut_jpeg):
-    from app import create_app
-    monkeypatch.setenv("FER_DETECTOR", "fast")
+    monkeypatch.setenv("FER_DETECTOR", "haar")
     app = create_app()
-    assert app.extensions["detectors"].settings.cascade.startswith("lbpcascade")
     client = app.test_client()
-    assert client.get("/healthz").get_json()["detector"] == "fast"
+    assert client.get("/healthz").get_json()["detector"] == "haar"
     faces = client.post("/predict", data=astronaut_jpeg, content_type="image/jpeg").get_json()["faces"]
     assert len(faces) == 1
 
 
+def test_default_detector_is_blazeface(client):
+    assert client.get("/healthz").get_json()["detector"] == "blazeface"
+
+
 @pytest.mark.parametrize("variable, value, message", [
-    ("FER_DETECTOR", "yolo", "choose one of accurate, fast"),
-    ("FER_DETECT_MIN_SIZE", "big", "FER_DETECT_MIN_SIZE is 'big', not a valid int"),
+    ("FER_DETECTOR", "yolo", "unknown face detector 'yolo'; choose one of blazeface, haar"),
+    ("FER_MAX_IMAGES", "many", "FER_MAX_IMAGES is 'many', not a valid int"),
 ])
 def test_bad_settings_stop_start_up_with_one_line(monkeypatch, variable, value, message):
     from app import create_app

@@ -7,50 +7,62 @@ from PIL import Image
 
 from conftest import encode
 from recognition.classifier import ModelError, classify, load_classifier
-from recognition.faces import DetectorPool, DetectorSettings, crop_box, crop_face, detect_faces, load_detector
+from recognition.faces import DETECTORS, BlazeFaceSettings, SharedDetector, clip_box, crop_box, crop_face
 from recognition.images import ImageRejected, decode_image
 
 
-def test_detects_the_one_face_in_the_astronaut_photo(astronaut):
-    grey = np.asarray(astronaut.convert("L"))
-    boxes = detect_faces(grey, load_detector())
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detects_the_one_face_in_the_astronaut_photo(astronaut, name):
+    boxes = DETECTORS[name]().detect(np.asarray(astronaut))
     assert len(boxes) == 1
     x, y, w, h = boxes[0]
     # Eileen Collins' face lies around x 170-260, y 60-170 in the 512x512 photo.
     assert 140 < x + w / 2 < 260 and 60 < y + h / 2 < 170 and 60 < w < 160
 
 
-def test_detects_nothing_on_a_blank_image():
-    assert detect_faces(np.full((300, 400), 128, np.uint8), load_detector()) == []
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detects_nothing_on_a_blank_image(name):
+    assert DETECTORS[name]().detect(np.full((300, 400, 3), 128, np.uint8)) == []
 
 
-def test_boxes_map_back_to_full_resolution(astronaut):
-    big = np.asarray(astronaut.convert("L").resize((1536, 1536)))
-    small = np.asarray(astronaut.convert("L"))
-    (bx, by, bw, bh), = detect_faces(big, load_detector(), DetectorSettings(max_side=512))
-    (sx, sy, sw, sh), = detect_faces(small, load_detector(), DetectorSettings(max_side=512))
-    assert abs(bx - 3 * sx) <= 6 and abs(bw - 3 * sw) <= 6
+@pytest.mark.parametrize("name", DETECTORS)
+def test_boxes_map_back_to_full_resolution(astronaut, name):
+    detector = DETECTORS[name]()
+    (bx, by, bw, bh), = detector.detect(np.asarray(astronaut.resize((1536, 1536))))
+    (sx, sy, sw, sh), = detector.detect(np.asarray(astronaut))
+    assert abs(bx - 3 * sx) <= 9 and abs(by - 3 * sy) <= 9 and abs(bw - 3 * sw) <= 9
+
+
+def test_blazeface_finds_the_face_where_the_image_is_letterboxed(astronaut):
+    wide = np.full((512, 1400, 3), 40, np.uint8)
+    wide[:, 700:1212] = np.asarray(astronaut)
+    (x, y, w, h), = DETECTORS["blazeface"]().detect(wide)
+    assert 700 + 140 < x + w / 2 < 700 + 260 and 60 < y + h / 2 < 170
+
+
+def test_a_face_cut_by_the_border_is_reported_inside_the_image():
+    assert clip_box((-20, 10, 60, 50), 100, 40) == (0, 10, 40, 30)
 
 
 def test_crop_is_square_centred_and_48_pixels():
     grey = np.zeros((200, 200), np.uint8)
     assert crop_box((50, 50, 100, 100), scale=1.2, shift_y=0.0) == (40, 40, 120, 120)
-    assert crop_face(grey, (50, 50, 100, 100)).shape == (48, 48)
+    assert crop_face(grey, (50, 50, 100, 100), BlazeFaceSettings()).shape == (48, 48)
 
 
 def test_crop_at_the_border_replicates_edge_pixels():
     grey = np.full((100, 100), 200, np.uint8)
-    crop = crop_face(grey, (-20, -20, 60, 60))
+    crop = crop_face(grey, (-20, -20, 60, 60), BlazeFaceSettings())
     assert crop.shape == (48, 48) and crop.min() == 200
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "CMYK", "I;16", "LA", "1"])
-def test_decodes_every_pillow_mode_to_grey(mode):
+def test_decodes_every_pillow_mode_to_rgb(mode):
     rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8))
     image = rgb.convert(mode) if mode != "I;16" else Image.fromarray((np.asarray(rgb.convert("L")).astype(np.uint16) * 257))
     fmt = {"CMYK": "JPEG"}.get(mode, "PNG")
-    grey = decode_image(encode(image, fmt))
-    assert grey.shape == (30, 40) and grey.dtype == np.uint8
+    rgb = decode_image(encode(image, fmt))
+    assert rgb.shape == (30, 40, 3) and rgb.dtype == np.uint8
 
 
 def test_16_bit_png_keeps_its_brightness():
@@ -74,8 +86,8 @@ def test_exif_orientation_is_applied():
     image = Image.new("L", (60, 20), 0)
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    grey = decode_image(encode(image, "JPEG", exif=exif))
-    assert grey.shape == (60, 20)
+    rgb = decode_image(encode(image, "JPEG", exif=exif))
+    assert rgb.shape == (60, 20, 3)
 
 
 def test_refuses_too_many_pixels_before_decoding():
@@ -126,11 +138,16 @@ def test_corrupt_model_file_is_named(tmp_path):
         load_classifier(bad)
 
 
-def test_each_thread_gets_its_own_detector():
-    import threading
-    pool = DetectorPool()
-    seen = []
-    thread = threading.Thread(target=lambda: seen.append(pool.get()))
-    thread.start()
-    thread.join()
-    assert seen[0] is not pool.get() and pool.get() is pool.get()
+def test_unknown_detector_is_a_clear_error():
+    with pytest.raises(ValueError, match="choose one of blazeface, haar"):
+        SharedDetector("yolo")
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_threads_sharing_the_detector_get_the_same_boxes(astronaut, name):
+    from concurrent.futures import ThreadPoolExecutor
+    shared = SharedDetector(name)
+    images = [np.asarray(astronaut.resize((size, size))) for size in (256, 384, 512, 640)] * 4
+    alone = [shared.detect(image) for image in images]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(shared.detect, images)) == alone

@@ -117,8 +117,8 @@ def mutate(data, changes, cut):
 @given(data=st.binary(max_size=4096))
 def test_fuzz_decode_random_bytes_never_crashes(data):
     try:
-        grey = decode_image(data)
-        assert grey.dtype == np.uint8 and grey.ndim == 2
+        rgb = decode_image(data)
+        assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
     except ImageRejected as e:
         assert e.status in ALLOWED
 
