@@ -154,8 +154,8 @@ class SharedDetector:
     def detect(self, rgb):
         """Face boxes (x, y, w, h), largest first, as the detector's own detect()."""
         with self._lock:
-            # Built on first use, in the serving process: a cv2.dnn.Net built before gunicorn
-            # forks its workers ran at half speed in them (benchmark_app.py: 13.3 against 6.5 ms).
+            # Built on first use, so that it belongs to the gunicorn worker rather than to the
+            # process that forked it.
             if self._detector is None:
                 self._detector = DETECTORS[self.name]()
             return self._detector.detect(rgb)
