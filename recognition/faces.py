@@ -48,7 +48,7 @@ class HaarSettings:
     min_neighbors: int = 3
     min_size: int = 24          # smallest face, in pixels of the downscaled copy
     crop_scale: float = 1.05
-    crop_shift_y: float = 0.003
+    crop_shift_y: float = 0.007
 
 
 def by_size(boxes):
