@@ -37,6 +37,8 @@ class OnGrey:
 
 VARIANTS = {
     "blazeface score 0.5 (default)": BlazeFace(),
+    "blazeface without tiles": BlazeFace(BlazeFaceSettings(tile_above=100_000)),
+    "blazeface tiles above 640 px": BlazeFace(BlazeFaceSettings(tile_above=640)),
     "blazeface score 0.6 (MediaPipe's)": BlazeFace(BlazeFaceSettings(min_score=0.6)),
     "blazeface score 0.4": BlazeFace(BlazeFaceSettings(min_score=0.4)),
     "blazeface on the grey photo": OnGrey(BlazeFace()),

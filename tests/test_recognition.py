@@ -7,7 +7,8 @@ from PIL import Image
 
 from conftest import encode
 from recognition.classifier import ModelError, classify, load_classifier
-from recognition.faces import DETECTORS, BlazeFaceSettings, SharedDetector, clip_box, crop_box, crop_face
+from recognition.faces import (DETECTORS, BlazeFace, BlazeFaceSettings, SharedDetector, clip_box, crop_box,
+                               crop_face)
 from recognition.images import ImageRejected, decode_image
 
 
@@ -38,6 +39,14 @@ def test_blazeface_finds_the_face_where_the_image_is_letterboxed(astronaut):
     wide[:, 700:1212] = np.asarray(astronaut)
     (x, y, w, h), = DETECTORS["blazeface"]().detect(wide)
     assert 700 + 140 < x + w / 2 < 700 + 260 and 60 < y + h / 2 < 170
+
+
+def test_tiles_find_a_small_face_in_a_large_photo(astronaut):
+    canvas = np.full((1500, 2000, 3), 120, np.uint8)
+    canvas[900:1360, 1400:1860] = np.asarray(astronaut.resize((460, 460)))  # a face about 90 px wide
+    assert BlazeFace(BlazeFaceSettings(tile_above=100_000)).detect(canvas) == []
+    (x, y, w, h), = BlazeFace().detect(canvas)
+    assert 1400 + 120 < x + w / 2 < 1400 + 240 and 900 + 50 < y + h / 2 < 900 + 160
 
 
 def test_a_face_cut_by_the_border_is_reported_inside_the_image():
