@@ -28,8 +28,20 @@ class Classifier:
                 "val_accuracy": self.meta.get("val_accuracy"), "date": self.meta.get("date")}
 
 
-def load_classifier(path):
-    """Load and check a TorchScript model file; raise ModelError naming the file and the problem."""
+# Face counts whose fused graphs are compiled at load, so that the first requests with few
+# faces do not each pay a one-off compilation (about 25 ms per new batch size).
+WARM_BATCHES = (1, 2, 3, 4)
+
+
+def load_classifier(path, fusion=True):
+    """Load and check a TorchScript model file; raise ModelError naming the file and the problem.
+
+    fusion turns on oneDNN graph fusion for TorchScript in this process (conv + add + ReLU
+    run as one kernel; 2x faster at batch 1 here, `scripts/benchmark_model.py`). TorchScript
+    compiles one fused graph per new batch size, up to about a dozen, then runs new sizes
+    unfused; the common small batches are compiled here.
+    """
+    torch.jit.enable_onednn_fusion(fusion)
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
@@ -51,6 +63,9 @@ def load_classifier(path):
     probs = classify(classifier, np.zeros((1, 48, 48), np.uint8))
     if probs.shape != (1, 7) or not np.isclose(probs.sum(), 1.0, atol=1e-3):
         raise ModelError(f"{path}: output is not (N, 7) probabilities")
+    for batch in WARM_BATCHES if fusion else ():
+        for _ in range(2):  # the first call profiles, the second compiles
+            classify(classifier, np.zeros((batch, 48, 48), np.uint8))
     return classifier
 
 

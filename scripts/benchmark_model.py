@@ -1,13 +1,17 @@
 """Inference cost of exported models with one torch thread: ms per face at batch 1 and batch 32.
 
-    python scripts/benchmark_model.py model/fer.pt [other.pt ...]
+    python scripts/benchmark_model.py model/fer.pt [other.pt ...] [--fusion off on]
 
-Several files are timed round-robin in one run, so machine noise hits them alike; the first
-file is the reference for the ratios. Also prints each file's size and the multiply-accumulates
-recorded in its metadata.
+Each (file, oneDNN fusion setting) pair is timed in a fresh child process, round-robin over
+the rounds, so machine noise hits all of them alike; the best round counts. The first pair is
+the reference for the ratios. Fusion (torch.jit.enable_onednn_fusion) is a per-process switch,
+hence the child processes. Also prints each file's size and the multiply-accumulates recorded
+in its metadata.
 """
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,30 +35,46 @@ def time_per_face(module, batch, repeats):
     return (time.perf_counter() - t0) / repeats / batch * 1e3
 
 
+def child(path, fusion):
+    """Time one file in this process and print {batch: ms per face} as JSON."""
+    torch.set_num_threads(1)
+    torch.jit.enable_onednn_fusion(fusion == "on")
+    module, _ = load(path)
+    for batch in (1, 32):  # warm-up: TorchScript profiles, then optimises (and fuses) on later calls
+        time_per_face(module, batch, 5)
+    print(json.dumps({1: time_per_face(module, 1, 200), 32: time_per_face(module, 32, 20)}))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="*", default=["model/fer.pt"], help="exported files (default: model/fer.pt)")
+    p.add_argument("--fusion", nargs="+", default=["off", "on"], choices=["off", "on"],
+                   help="oneDNN fusion settings to time each file with (default: off on)")
     p.add_argument("--rounds", type=int, default=5, help="round-robin rounds (default: 5)")
+    p.add_argument("--child", nargs=2, metavar=("FILE", "FUSION"), help=argparse.SUPPRESS)
     args = p.parse_args()
-    torch.set_num_threads(1)
-    models = {path: load(path) for path in args.models}
-    results = {path: {1: [], 32: []} for path in models}
-    for module, _ in models.values():  # warm-up: TorchScript profiles and optimises the first calls
-        for batch in (1, 32):
-            time_per_face(module, batch, 5)
+    if args.child:
+        return child(*args.child)
+
+    variants = [(path, fusion) for path in args.models for fusion in args.fusion]
+    results = {v: {1: [], 32: []} for v in variants}
     for _ in range(args.rounds):
-        for path, (module, _) in models.items():
-            results[path][1].append(time_per_face(module, 1, 100))
-            results[path][32].append(time_per_face(module, 32, 10))
-    reference = args.models[0]
-    best = {path: {b: min(v) for b, v in r.items()} for path, r in results.items()}
-    print("one torch thread; best of", args.rounds, "rounds")
-    for path, (_, meta) in models.items():
-        ratio = "" if path == reference else (f"  ({best[path][1] / best[reference][1]:.2f}x / "
-                                              f"{best[path][32] / best[reference][32]:.2f}x of {reference})")
-        print(f"{path}: {meta.get('architecture')} {meta.get('dtype', 'fp32')}, {meta.get('macs', 0) / 1e6:.1f} M MACs, "
-              f"{Path(path).stat().st_size / 1e6:.1f} MB: batch 1 {best[path][1]:.2f} ms/face, "
-              f"batch 32 {best[path][32]:.3f} ms/face{ratio}")
+        for path, fusion in variants:
+            out = subprocess.run([sys.executable, __file__, "--child", path, fusion],
+                                 check=True, capture_output=True, text=True).stdout
+            for batch, ms in json.loads(out.splitlines()[-1]).items():
+                results[path, fusion][int(batch)].append(ms)
+    best = {v: {b: min(ms) for b, ms in r.items()} for v, r in results.items()}
+    reference = variants[0]
+    print(f"one torch thread; best of {args.rounds} rounds; reference {reference[0]}, fusion {reference[1]}")
+    for path, fusion in variants:
+        meta = load(path)[1]
+        b = best[path, fusion]
+        ratio = "" if (path, fusion) == reference else (
+            f"  ({b[1] / best[reference][1]:.2f}x / {b[32] / best[reference][32]:.2f}x)")
+        print(f"{path} fusion {fusion}: {meta.get('architecture')} {meta.get('dtype', 'fp32')}, "
+              f"{meta.get('macs', 0) / 1e6:.1f} M MACs, {Path(path).stat().st_size / 1e6:.1f} MB: "
+              f"batch 1 {b[1]:.2f} ms/face, batch 32 {b[32]:.3f} ms/face{ratio}")
 
 
 if __name__ == "__main__":

@@ -135,6 +135,22 @@ def test_classify_of_no_faces_is_empty(app):
     assert classify(app.extensions["classifier"], np.zeros((0, 48, 48), np.uint8)).shape == (0, 7)
 
 
+def test_fused_and_unfused_models_give_the_same_probabilities(app):
+    import torch
+    model = app.config["MODEL_PATH"]
+    rng = np.random.default_rng(1)
+    batches = [rng.integers(0, 255, (n, 48, 48), dtype=np.uint8) for n in (1, 3, 1, 3, 6)]
+    try:
+        plain = load_classifier(model, fusion=False)
+        expected = [classify(plain, b) for b in batches]
+        fused = load_classifier(model, fusion=True)
+        assert torch.jit.onednn_fusion_enabled()
+        for batch, want in zip(batches, expected):  # repeated sizes run the compiled fused graph
+            assert np.allclose(classify(fused, batch), want, atol=2e-3)
+    finally:
+        torch.jit.enable_onednn_fusion(True)
+
+
 def test_missing_model_file_is_named(tmp_path):
     with pytest.raises(ModelError, match="nope.pt: model file not found"):
         load_classifier(tmp_path / "nope.pt")

@@ -142,8 +142,9 @@ def run_args(csv_path, run_dir, epochs=3):
             "--model", "fernet", "--lr", "0.05", "--scheduler", "onecycle", "--mixup", "0.2", "--threads", "2"]
 
 
-def test_resume_continues_exactly_where_the_run_stopped(csv_path, tmp_path, monkeypatch):
-    train.main(run_args(csv_path, tmp_path / "straight"))
+@pytest.mark.parametrize("extra", [[], ["--ema", "0.9"]], ids=["plain", "ema"])
+def test_resume_continues_exactly_where_the_run_stopped(csv_path, tmp_path, monkeypatch, extra):
+    train.main(run_args(csv_path, tmp_path / "straight") + extra)
 
     calls = []
 
@@ -156,15 +157,18 @@ def test_resume_continues_exactly_where_the_run_stopped(csv_path, tmp_path, monk
     train_log = train.write_log
     monkeypatch.setattr(train, "write_log", crash_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
-        train.main(run_args(csv_path, tmp_path / "interrupted"))
+        train.main(run_args(csv_path, tmp_path / "interrupted") + extra)
     monkeypatch.setattr(train, "write_log", train_log)
     train.main(["--run-dir", str(tmp_path / "interrupted"), "--resume"])
 
     straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
     resumed = torch.load(tmp_path / "interrupted" / "last.pt", weights_only=False)
     assert resumed["epoch"] == straight["epoch"] == 3
-    for key, value in straight["model"].items():
-        assert torch.equal(value, resumed["model"][key]), key
+    for part in ("model", "train_model") if extra else ("model",):
+        for key, value in straight[part].items():
+            assert torch.equal(value, resumed[part][key]), (part, key)
+    if extra:  # the saved (validated) weights are the average, not the weights being trained
+        assert any(not torch.equal(v, straight["train_model"][k]) for k, v in straight["model"].items())
     log = [json.loads(line) for line in (tmp_path / "interrupted" / "log.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in log] == [1, 2, 3]
     assert set(log[0]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
@@ -233,3 +237,49 @@ def test_resume_with_a_new_budget_extends_the_run(csv_path, tmp_path):
     train.main(["--run-dir", str(tmp_path), "--resume", "--max-minutes", "0"])  # 0: no limit
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3
     assert torch.load(tmp_path / "last.pt", weights_only=False)["config"]["max_minutes"] == 0
+
+
+def test_distillation_loss_is_zero_only_when_the_student_matches_the_teacher():
+    from training.engine import distillation_loss
+    logits = torch.randn(6, 7)
+    for temperature in (1.0, 2.0):
+        same = torch.softmax(logits / temperature, 1)
+        assert distillation_loss(logits, same, temperature).item() == pytest.approx(0, abs=1e-6)
+        other = torch.softmax(torch.randn(6, 7), 1)
+        assert distillation_loss(logits, other, temperature).item() > 0.01
+
+
+def test_teacher_targets_average_the_image_and_its_mirror():
+    from training.engine import teacher_probs
+    torch.manual_seed(0)
+    teacher = models.build_model("fernet").eval()
+    x = torch.rand(4, 1, 48, 48)
+    p = teacher_probs(teacher, x, 1.0, "fp32")
+    assert torch.allclose(p.sum(1), torch.ones(4), atol=1e-5)
+    assert torch.allclose(p, teacher_probs(teacher, x.flip(3), 1.0, "fp32"), atol=1e-5)
+    with torch.no_grad():
+        expected = (teacher(x).softmax(1) + teacher(x.flip(3)).softmax(1)) / 2
+    assert torch.allclose(p, expected, atol=1e-5)
+
+
+def test_second_stage_starts_from_the_checkpoint_and_distils_from_a_frozen_teacher(trained_run, csv_path, tmp_path, monkeypatch):
+    best = torch.load(trained_run / "best.pt", weights_only=False)
+    seen = {}
+    real = train.train_one_epoch
+
+    def spy(model, *args, teacher=None, ema=None):
+        if not seen:
+            seen["weights"] = {k: v.clone() for k, v in model.state_dict().items()}
+            seen["teacher"] = teacher
+        return real(model, *args, teacher=teacher, ema=ema)
+
+    monkeypatch.setattr(train, "train_one_epoch", spy)
+    stage2 = run_args(csv_path, tmp_path, epochs=1) + ["--init", str(trained_run / "best.pt"),
+                                                       "--teacher", str(trained_run / "best.pt")]
+    train.main(stage2)
+    for key, value in best["model"].items():
+        assert torch.equal(seen["weights"][key], value), key
+    teacher = seen["teacher"]
+    assert teacher is not None and not teacher.training
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["config"]["teacher"] == str(trained_run / "best.pt")

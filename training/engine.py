@@ -79,8 +79,27 @@ def mixup(x, y, alpha, num_classes):
     return lam * x + (1 - lam) * x[perm], lam * target + (1 - lam) * target[perm]
 
 
-def train_one_epoch(model, images, labels, augment, optimizer, scheduler, unit, cfg, epoch):
-    """One pass over the shuffled training set; returns (mean loss, accuracy)."""
+@torch.no_grad()
+def teacher_probs(teacher, x, temperature, precision):
+    """The frozen teacher's softened probabilities, averaged over the batch and its mirror image."""
+    with autocast(precision):
+        logits = [teacher(v).float() for v in (x, x.flip(3))]
+    return torch.stack([F.softmax(z / temperature, 1) for z in logits]).mean(0)
+
+
+def distillation_loss(student_logits, target_probs, temperature):
+    """Hinton et al. (2015): KL(teacher || student) at temperature T, scaled by T^2."""
+    log_p = F.log_softmax(student_logits / temperature, 1)
+    return F.kl_div(log_p, target_probs, reduction="batchmean") * temperature ** 2
+
+
+def train_one_epoch(model, images, labels, augment, optimizer, scheduler, unit, cfg, epoch, teacher=None, ema=None):
+    """One pass over the shuffled training set; returns (mean loss, accuracy).
+
+    With a teacher, the loss mixes the label loss and the distillation loss with weight
+    cfg.distill_alpha on the latter. With ema (a torch.optim.swa_utils.AveragedModel), the
+    average is updated after every optimiser step.
+    """
     model.train()
     order = torch.randperm(len(labels))
     total_loss, correct, seen = 0.0, 0, 0
@@ -96,9 +115,15 @@ def train_one_epoch(model, images, labels, augment, optimizer, scheduler, unit, 
         with autocast(cfg.precision):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
+        if teacher is not None:
+            soft = teacher_probs(teacher, x, cfg.distill_temperature, cfg.precision)
+            kd = distillation_loss(logits.float(), soft, cfg.distill_temperature)
+            loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
         if unit == "batch":
             scheduler.step()
         total_loss += loss.item() * len(idx)

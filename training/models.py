@@ -128,18 +128,20 @@ def resnet18():
 
 
 def fernet(width=32, blocks=(1, 2, 2), dropout=0.3):
-    """The shipped net: a cheap strided stem, then residual stages at 24, 12 and 6 pixels.
+    """A cheap strided stem, then residual stages at 24, 12 and 6 pixels (and 3 with a 4th block count).
 
     The stem spends few channels at 48x48, where a conv costs 4x what it costs at 24x24,
     and most blocks run at 12x12 and 6x6, so the net stays near 50 M multiply-accumulates.
+    A stage at 3x3 adds many parameters for few multiply-accumulates.
     """
     w = width
+    widths = [w * 2 ** i for i in range(len(blocks))]
     return nn.Sequential(
         conv_bn(1, w // 2),
         conv_bn(w // 2, w, stride=2),
-        residual_stages(w, [w, 2 * w, 4 * w], blocks, first_stride=1),
+        residual_stages(w, widths, blocks, first_stride=1),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
-        nn.Linear(4 * w, NUM_CLASSES),
+        nn.Linear(widths[-1], NUM_CLASSES),
     )
 
 
@@ -154,6 +156,7 @@ MODELS = {
     "resnet18": resnet18,
     "fernet": fernet,
     "fernet-wide": lambda: fernet(width=48),
+    "fernet4": lambda: fernet(blocks=(1, 2, 2, 1)),
 }
 
 

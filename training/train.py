@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from training.augment import PRESETS, build_augment
 from training.data import LABELS, load_dataset, normalisation, truncate
@@ -42,6 +43,11 @@ class Config:
     t_mult: int = 10
     label_smoothing: float = 0.1
     mixup: float = 0.0
+    init: str = ""
+    teacher: str = ""
+    distill_alpha: float = 0.5
+    distill_temperature: float = 1.0
+    ema: float = 0.0
     patience: int = 0
     max_minutes: float = 0.0
     precision: str = "bf16"
@@ -72,6 +78,11 @@ def parse_args(argv=None):
     p.add_argument("--t-mult", type=int, default=d.t_mult, help=f"CosineAnnealingWarmRestarts T_mult (default: {d.t_mult})")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help=f"cross-entropy label smoothing (default: {d.label_smoothing})")
     p.add_argument("--mixup", type=float, default=d.mixup, help=f"mixup Beta(alpha, alpha); 0 turns it off (default: {d.mixup})")
+    p.add_argument("--init", default=d.init, help="start from this training checkpoint's weights (same --model) instead of random ones (default: random)")
+    p.add_argument("--teacher", default=d.teacher, help="distil from this training checkpoint, frozen, its probabilities averaged over each image and its mirror (default: no teacher)")
+    p.add_argument("--distill-alpha", type=float, default=d.distill_alpha, help=f"weight of the distillation loss against the label loss (default: {d.distill_alpha})")
+    p.add_argument("--distill-temperature", type=float, default=d.distill_temperature, help=f"softmax temperature of the distillation loss (default: {d.distill_temperature})")
+    p.add_argument("--ema", type=float, default=d.ema, help=f"keep an exponential moving average of the weights and BatchNorm statistics with this decay per step, and validate and save it; 0 turns it off (default: {d.ema})")
     p.add_argument("--patience", type=int, default=d.patience, help=f"early stopping: epochs without a better validation accuracy; 0 never stops early (default: {d.patience})")
     p.add_argument("--max-minutes", type=float, default=d.max_minutes, help=f"stop once this much training time (summed over resumed runs) is spent, for equal-budget comparisons; 0 means no limit (default: {d.max_minutes})")
     p.add_argument("--precision", default=d.precision, choices=["fp32", "bf16"], help=f"bf16 autocast on the CPU, or fp32 (default: {d.precision})")
@@ -96,6 +107,14 @@ def build_training_model(cfg, mean, std):
     model = nn.Sequential(Normalize(mean, std), build_model(cfg.model))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def load_weights(path, cfg, mean, std):
+    """A training model holding the weights of the checkpoint at path."""
+    checkpoint = torch.load(path, weights_only=False)
+    model = build_training_model(Config(**{**asdict(cfg), "model": checkpoint["config"]["model"]}), mean, std)
+    model.load_state_dict(checkpoint["model"])
     return model
 
 
@@ -135,6 +154,13 @@ def main(argv=None):
 
     # Model, augmentation, optimiser, schedule.
     model = build_training_model(cfg, mean, std)
+    if cfg.init and not resume:
+        model.load_state_dict(load_weights(cfg.init, cfg, mean, std).state_dict())
+        print(f"initial weights from {cfg.init}")
+    teacher = None
+    if cfg.teacher:
+        teacher = load_weights(cfg.teacher, cfg, mean, std).eval().requires_grad_(False)
+        print(f"distilling from {cfg.teacher} (alpha {cfg.distill_alpha}, temperature {cfg.distill_temperature})")
     cost = model_cost(build_model(cfg.model))
     print(f"model {cfg.model}: {cost.params:,} parameters, {cost.macs / 1e6:.1f} M multiply-accumulates per image")
     augment = build_augment(cfg.augment)
@@ -142,9 +168,16 @@ def main(argv=None):
     steps_per_epoch = -(-len(train_y) // cfg.batch_size)
     scheduler, unit = build_scheduler(cfg.scheduler, optimizer, cfg, steps_per_epoch)
 
+    ema = None
+    if cfg.ema:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    evaluated = ema.module if ema is not None else model
+
     start_epoch, best_acc, stale, history = 1, 0.0, 0, []
     if resume:
-        model.load_state_dict(checkpoint["model"])
+        model.load_state_dict(checkpoint.get("train_model", checkpoint["model"]))
+        if ema is not None:
+            ema.load_state_dict(checkpoint["ema"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         set_rng_state(checkpoint["rng"])
@@ -162,8 +195,9 @@ def main(argv=None):
             break
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = train_one_epoch(model, train_x, train_y, augment, optimizer, scheduler, unit, cfg, epoch)
-        logits = predict_logits(model, val.images, precision=cfg.precision, desc="val")
+        train_loss, train_acc = train_one_epoch(model, train_x, train_y, augment, optimizer, scheduler, unit, cfg, epoch,
+                                                teacher=teacher, ema=ema)
+        logits = predict_logits(evaluated, val.images, precision=cfg.precision, desc="val")
         val_loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(val.labels)).item()
         val_acc = (logits.argmax(1).numpy() == val.labels).mean().item()
         if unit == "epoch":
@@ -177,11 +211,13 @@ def main(argv=None):
         print(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.4f} | val loss {val_loss:.4f} "
               f"acc {val_acc:.4f}{' *' if improved else ''} | lr {lr:.2e} | {history[-1]['seconds']:.0f}s", flush=True)
 
-        checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        checkpoint = {"model": evaluated.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch,
                       "best_val_acc": best_acc, "stale": stale, "history": history,
                       "config": asdict(cfg), "labels": LABELS, "mean": mean, "std": std,
                       "params": cost.params, "macs": cost.macs, "command": command}
+        if ema is not None:  # the weights being trained, to resume from; "model" holds the average
+            checkpoint.update(train_model=model.state_dict(), ema=ema.state_dict())
         if improved:
             save_atomic(checkpoint, run_dir / "best.pt")
         save_atomic(checkpoint, last_path)
