@@ -32,7 +32,19 @@ DEFAULTS = {
     "MAX_IMAGES": 16,
     "API_TOKEN": "",
     "DETECTOR": "blazeface",
+    "FUSION": True,
 }
+
+
+def boolean(text):
+    """An environment switch: on/off, true/false, yes/no or 1/0."""
+    value = {"1": True, "on": True, "true": True, "yes": True,
+             "0": False, "off": False, "false": False, "no": False}.get(text.strip().lower())
+    if value is None:
+        raise ValueError(text)
+    return value
+
+
 # Environment variable -> (config key, type).
 ENVIRONMENT = {
     "FER_MODEL_PATH": ("MODEL_PATH", str),
@@ -41,6 +53,7 @@ ENVIRONMENT = {
     "FER_MAX_IMAGES": ("MAX_IMAGES", int),
     "FER_API_TOKEN": ("API_TOKEN", str),
     "FER_DETECTOR": ("DETECTOR", str),
+    "FER_FUSION": ("FUSION", boolean),
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
@@ -89,7 +102,7 @@ def create_app(config=None):
     try:
         app.config.update(load_config(config))
         app.extensions["detector"] = SharedDetector(app.config["DETECTOR"])
-        app.extensions["classifier"] = load_classifier(app.config["MODEL_PATH"])
+        app.extensions["classifier"] = load_classifier(app.config["MODEL_PATH"], fusion=app.config["FUSION"])
     except (ValueError, ModelError) as e:
         sys.exit(f"error: cannot start: {e}")
     register_routes(app)

@@ -197,6 +197,19 @@ def test_haar_detector_is_a_setting_and_finds_the_face(monkeypatch, astronaut_jp
     assert len(faces) == 1
 
 
+def test_fusion_can_be_turned_off(monkeypatch, astronaut_jpeg):
+    import torch
+    from app import create_app
+    monkeypatch.setenv("FER_FUSION", "off")
+    try:
+        client = create_app().test_client()
+        assert not torch.jit.onednn_fusion_enabled()
+        faces = client.post("/predict", data=astronaut_jpeg, content_type="image/jpeg").get_json()["faces"]
+        assert len(faces) == 1
+    finally:
+        torch.jit.enable_onednn_fusion(True)
+
+
 def test_default_detector_is_blazeface(client):
     assert client.get("/healthz").get_json()["detector"] == "blazeface"
 
@@ -204,6 +217,7 @@ def test_default_detector_is_blazeface(client):
 @pytest.mark.parametrize("variable, value, message", [
     ("FER_DETECTOR", "yolo", "unknown face detector 'yolo'; choose one of blazeface, haar"),
     ("FER_MAX_IMAGES", "many", "FER_MAX_IMAGES is 'many', not a valid int"),
+    ("FER_FUSION", "maybe", "FER_FUSION is 'maybe', not a valid boolean"),
 ])
 def test_bad_settings_stop_start_up_with_one_line(monkeypatch, variable, value, message):
     from app import create_app
