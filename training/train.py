@@ -21,6 +21,7 @@ from training.data import LABELS, load_dataset, normalisation, truncate
 from training.engine import (OPTIMIZERS, SCHEDULERS, Normalize, build_optimizer, build_scheduler,
                              predict_logits, rng_state, save_atomic, seed_everything, set_rng_state,
                              to_tensor, train_one_epoch)
+from training.export import load_checkpoint_model
 from training.models import MODELS, build_model, model_cost
 
 
@@ -110,14 +111,6 @@ def build_training_model(cfg, mean, std):
     return model
 
 
-def load_weights(path, cfg, mean, std):
-    """A training model holding the weights of the checkpoint at path."""
-    checkpoint = torch.load(path, weights_only=False)
-    model = build_training_model(Config(**{**asdict(cfg), "model": checkpoint["config"]["model"]}), mean, std)
-    model.load_state_dict(checkpoint["model"])
-    return model
-
-
 def write_log(history, run_dir):
     """Rewrite log.jsonl from the history, so a resumed run never duplicates lines."""
     lines = "".join(json.dumps(row) + "\n" for row in history)
@@ -155,11 +148,13 @@ def main(argv=None):
     # Model, augmentation, optimiser, schedule.
     model = build_training_model(cfg, mean, std)
     if cfg.init and not resume:
-        model.load_state_dict(load_weights(cfg.init, cfg, mean, std).state_dict())
+        model.load_state_dict(torch.load(cfg.init, weights_only=False)["model"])
         print(f"initial weights from {cfg.init}")
     teacher = None
     if cfg.teacher:
-        teacher = load_weights(cfg.teacher, cfg, mean, std).eval().requires_grad_(False)
+        teacher = load_checkpoint_model(cfg.teacher)[0].requires_grad_(False)
+        if cfg.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
         print(f"distilling from {cfg.teacher} (alpha {cfg.distill_alpha}, temperature {cfg.distill_temperature})")
     cost = model_cost(build_model(cfg.model))
     print(f"model {cfg.model}: {cost.params:,} parameters, {cost.macs / 1e6:.1f} M multiply-accumulates per image")
