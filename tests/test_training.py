@@ -283,3 +283,79 @@ def test_second_stage_starts_from_the_checkpoint_and_distils_from_a_frozen_teach
     assert teacher is not None and not teacher.training
     assert not any(p.requires_grad for p in teacher.parameters())
     assert torch.load(tmp_path / "last.pt", weights_only=False)["config"]["teacher"] == str(trained_run / "best.pt")
+
+
+@pytest.mark.parametrize("flip", [False, True], ids=["plain", "flip-tta"])
+def test_recovered_checkpoint_computes_the_exported_function_in_both_batchnorm_modes(trained_run, csv_path, tmp_path, flip):
+    from training import export, recover
+    exported = tmp_path / "fer.pt"
+    export.main(["--checkpoint", str(trained_run / "best.pt"), "--data", str(csv_path), "--out", str(exported),
+                 "--dtype", "fp32"] + (["--flip-tta"] if flip else []))
+    recover.main(["--exported", str(exported), "--data", str(csv_path), "--out", str(tmp_path / "rec.pt")])
+    model, checkpoint = export.load_checkpoint_model(tmp_path / "rec.pt")
+    original = torch.load(trained_run / "best.pt", weights_only=False)
+    assert checkpoint["config"] == original["config"] and checkpoint["mean"] == original["mean"]
+
+    extra = {"meta.json": ""}
+    module = torch.jit.load(str(exported), _extra_files=extra)
+    temperature = json.loads(extra["meta.json"])["temperature"]
+    x = torch.rand(6, 1, 48, 48)
+    with torch.no_grad():
+        logits = model(x) if not flip else (model(x) + model(x.flip(3))) / 2
+        assert torch.allclose((logits / temperature).softmax(1), module(x), atol=1e-4)
+
+    # In training mode BatchNorm uses the batch's statistics; on the images the statistics came
+    # from, the re-expanded BatchNorm must give what the folded convs give.
+    meta, layers = recover.read_exported(exported)
+    normalised = model[0](x)
+    net = recover.recover_net("fernet", layers, normalised)
+    with torch.no_grad():
+        expected = net(normalised)
+        for m in net.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        assert torch.allclose(net.train()(normalised), expected, atol=1e-4)
+
+
+def test_recovery_refuses_a_file_of_another_architecture(trained_run, csv_path, tmp_path):
+    from training import export, recover
+    exported = tmp_path / "fer.pt"
+    export.main(["--checkpoint", str(trained_run / "best.pt"), "--data", str(csv_path), "--out", str(exported)])
+    meta, layers = recover.read_exported(exported)
+    with pytest.raises(ValueError, match="has 15 conv/linear layers; fernet4 has"):
+        recover.recover_net("fernet4", layers, torch.rand(4, 1, 48, 48))
+
+
+def test_int8_export_runs_quantised_kernels_and_agrees_with_the_checkpoint(trained_run, csv_path, tmp_path):
+    from training import export, recover
+    out = tmp_path / "int8.pt"
+    export.main(["--checkpoint", str(trained_run / "best.pt"), "--data", str(csv_path), "--out", str(out),
+                 "--dtype", "int8", "--calibration-images", "100"])
+    extra = {"meta.json": ""}
+    module = torch.jit.load(str(out), _extra_files=extra)
+    meta = json.loads(extra["meta.json"])
+    assert meta["dtype"] == "int8" and meta["quantisation"]["calibration_images"] == 100
+    assert "quantized::conv2d" in str(module.graph)
+
+    dataset = data.load_dataset(csv_path)
+    x = torch.from_numpy(dataset["val"].images).unsqueeze(1).float() / 255
+    probs = module(x)
+    assert probs.shape == (len(x), 7) and probs.dtype == torch.float32
+    assert torch.allclose(probs.sum(1), torch.ones(len(x)), atol=1e-4)
+    net, _ = export.load_checkpoint_model(trained_run / "best.pt")
+    with torch.no_grad():
+        expected = (net(x) / meta["temperature"]).softmax(1)
+    assert (probs - expected).abs().max() < 0.1
+    assert (probs.argmax(1) == expected.argmax(1)).float().mean() >= 0.9
+
+    with pytest.raises(ValueError, match="is int8"):
+        recover.read_exported(out)
+
+    # The app loads it like any other file, with oneDNN graph fusion on or off.
+    from recognition.classifier import load_classifier
+    try:
+        for fusion in (False, True):
+            served = load_classifier(out, fusion=fusion).module
+            assert torch.allclose(served(x[:5]), probs[:5], atol=1e-5)
+    finally:
+        torch.jit.enable_onednn_fusion(True)  # the app's setting, which other tests expect

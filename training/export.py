@@ -10,41 +10,55 @@ The contract of the exported file (the app and outside scripts rely on it):
           architecture, parameter count, training command and config, accuracies, date
 """
 import argparse
+import copy
 import datetime
 import json
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.ao.quantization import get_default_qconfig_mapping
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 from torch.fx.experimental.optimization import fuse
 
 from training.data import LABELS, load_dataset, truncate
-from training.engine import Normalize, predict_probs
+from training.engine import Normalize, predict_probs, to_tensor
 from training.models import build_model
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+CALIBRATION_IMAGES = 2048
+
+# PyTorch marks torch.ao.quantization as deprecated in favour of torchao, whose flow targets
+# torch.compile, not TorchScript; the pinned torch (2.13) has it and runs what it produces.
+warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated")
+warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated")
+warnings.filterwarnings("ignore", message=".*reduce_range will be deprecated")
 
 
 class Exported(nn.Module):
-    """Normalise, run the net (optionally in bf16), average test-time views, scale by 1/T, softmax."""
+    """Normalise, run the net (bf16, int8 or fp32), average test-time views, scale by 1/T, softmax."""
 
-    def __init__(self, normalize: nn.Module, net: nn.Module, temperature: float, dtype: torch.dtype, flip_tta: bool):
+    def __init__(self, normalize: nn.Module, net: nn.Module, temperature: float, input_dtype: torch.dtype, flip_tta: bool):
         super().__init__()
         self.normalize = normalize
         self.net = net
-        self.dtype = dtype
+        self.input_dtype = input_dtype  # what the net takes: bf16 for a bf16 net; fp32 for int8 (it quantises its input)
         self.flip_tta = flip_tta
         self.register_buffer("temperature", torch.tensor(float(temperature)))
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.normalize(x).to(self.dtype).contiguous(memory_format=torch.channels_last)
-        return self.net(x).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         torch._assert(x.dim() == 4 and x.size(1) == 1 and x.size(2) == 48 and x.size(3) == 48,
                       "expected a float tensor of shape (N, 1, 48, 48)")
-        logits = self.logits(x)
+        n = x.size(0)
+        if self.flip_tta:  # one batch of both views: bigger batches run faster per face
+            x = torch.cat([x, x.flip(3)])
+        x = self.normalize(x).to(self.input_dtype).contiguous(memory_format=torch.channels_last)
+        logits = self.net(x).float()
         if self.flip_tta:
-            logits = (logits + self.logits(x.flip(3))) / 2
+            logits = (logits[:n] + logits[n:]) / 2
         return F.softmax(logits / self.temperature, dim=1)
 
 
@@ -73,11 +87,45 @@ def fit_temperature(logits, labels):
     return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
-def build_exported(model, temperature, dtype, flip_tta):
-    """Fold BatchNorm into the convs in fp32, then cast the net to the serving dtype."""
-    normalize, net = model[0], fuse(model[1].eval())
-    net = net.to(dtype).to(memory_format=torch.channels_last)
-    return Exported(normalize, net, temperature, dtype, flip_tta).eval()
+def quantize_int8(net, calibration):
+    """Post-training static int8 quantisation (PyTorch's FX graph mode, x86 backend).
+
+    Convs and linear get per-channel int8 weights; activations get uint8 scales from histograms
+    of the calibration images (normalised, N x 1 x 48 x 48). BatchNorm and ReLU are folded into
+    the convs. The x86 backend runs the convs with AVX-512 VNNI where the CPU has it.
+    """
+    torch.backends.quantized.engine = "x86"
+    prepared = prepare_fx(copy.deepcopy(net).eval(), get_default_qconfig_mapping("x86"),
+                          (calibration[:1],))
+    with torch.no_grad():
+        for batch in calibration.split(256):
+            prepared(batch)
+    return convert_fx(prepared)
+
+
+def build_exported(model, temperature, dtype, flip_tta, calibration=None):
+    """The exportable module for a Normalize + net model in one of the serving dtypes.
+
+    bf16 and fp32 fold BatchNorm into the convs in fp32, then cast the net; int8 quantises the
+    net with `calibration` (uint8-range float images in [0, 1], N x 1 x 48 x 48).
+    """
+    normalize, net = model[0], model[1].eval()
+    if dtype == "int8":
+        if calibration is None:
+            raise ValueError("int8 needs calibration images")
+        with torch.no_grad():
+            net = quantize_int8(net, normalize(calibration))
+        return Exported(normalize, net, temperature, torch.float32, flip_tta).eval()
+    torch_dtype = DTYPES[dtype]
+    net = fuse(net).to(torch_dtype).to(memory_format=torch.channels_last)
+    return Exported(normalize, net, temperature, torch_dtype, flip_tta).eval()
+
+
+def calibration_images(train, n, seed):
+    """n training images, drawn without replacement with a fixed seed, as floats in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(train), size=min(n, len(train)), replace=False))
+    return to_tensor(train.images[pick])
 
 
 def accuracy(probs, labels):
@@ -101,7 +149,8 @@ def main(argv=None):
     p.add_argument("--checkpoint", default="runs/fernet/best.pt", help="training checkpoint (default: runs/fernet/best.pt)")
     p.add_argument("--out", default="model/fer.pt", help="exported TorchScript file (default: model/fer.pt)")
     p.add_argument("--data", default=None, help="dataset for calibration and accuracies (default: the checkpoint's --data)")
-    p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"], help="weights and activations of the served net (default: bf16)")
+    p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16", "int8"], help="weights and activations of the served net; int8 is post-training quantisation calibrated on training images (default: bf16)")
+    p.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES, help=f"training images that set the int8 activation scales (default: {CALIBRATION_IMAGES})")
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="keep temperature 1 instead of fitting it on the validation split (default: fit)")
     p.add_argument("--flip-tta", action="store_true", help="average the logits of the face and its mirror image; doubles the cost (default: off)")
     p.add_argument("--test", action="store_true", help="also measure test-split accuracy and store it in the metadata; do this once, for the model you ship (default: off)")
@@ -111,14 +160,16 @@ def main(argv=None):
     cfg = checkpoint["config"]
     dataset = truncate(load_dataset(args.data or cfg["data"], seed=cfg["seed"]), cfg.get("limit", 0))
     val = dataset["val"]
-    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    calibration = None
+    if args.dtype == "int8":
+        calibration = calibration_images(dataset["train"], args.calibration_images, cfg["seed"])
 
+    module = build_exported(model, 1.0, args.dtype, args.flip_tta, calibration)
     temperature = 1.0
     if args.calibrate:
-        uncalibrated = build_exported(model, 1.0, dtype, args.flip_tta)
-        logits = torch.log(predict_probs(uncalibrated, val.images).clamp_min(1e-12))
+        logits = torch.log(predict_probs(module, val.images).clamp_min(1e-12))
         temperature = fit_temperature(logits, torch.from_numpy(val.labels))
-    module = build_exported(model, temperature, dtype, args.flip_tta)
+        module.temperature.fill_(temperature)
     meta = {
         "labels": list(LABELS),
         "input": {"shape": [None, 1, 48, 48], "dtype": "float32", "range": [0.0, 1.0],
@@ -129,6 +180,9 @@ def main(argv=None):
         "macs": checkpoint["macs"],
         "dtype": args.dtype,
         "flip_tta": args.flip_tta,
+        "quantisation": ({"method": "post-training static, FX graph mode", "backend": "x86",
+                          "weights": "int8 per channel", "activations": "uint8 per tensor",
+                          "calibration_images": len(calibration)} if calibration is not None else None),
         "temperature": temperature,
         "normalisation": {"mean": checkpoint["mean"], "std": checkpoint["std"]},
         "epoch": checkpoint["epoch"],

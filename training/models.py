@@ -156,6 +156,8 @@ MODELS = {
     "resnet18": resnet18,
     "fernet": fernet,
     "fernet-wide": lambda: fernet(width=48),
+    "fernet-w40": lambda: fernet(width=40),
+    "fernet-133": lambda: fernet(blocks=(1, 3, 3)),
     "fernet4": lambda: fernet(blocks=(1, 2, 2, 1)),
 }
 

@@ -1,0 +1,136 @@
+"""Recover a training checkpoint from an exported file, for a second stage when runs/ is gone.
+
+    python -m training.recover --exported model/fer.pt --out runs/recovered/best.pt
+
+Export folds each BatchNorm into the conv before it and stores the weights in the serving
+dtype, so the original BatchNorm parameters are lost. This puts the folded weights back into
+the training architecture and re-expands every BatchNorm so that the net computes the same
+function in both modes: with the per-channel mean m and variance v of each conv's output over
+training images, BatchNorm gets running statistics (m, v), scale sqrt(v + eps) and shift
+m + folded bias. The recovered checkpoint works with --init, --teacher, evaluate and export;
+its eval-mode logits equal the exported file's (before its temperature) up to the serving
+dtype's rounding. Optimiser state and history are not recovered: it is a start, not a resume.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from training.data import LABELS, load_dataset
+from training.engine import Normalize, save_atomic, to_tensor
+from training.models import build_model
+
+
+def read_exported(path):
+    """(meta dict, [(weight, bias)] of every conv and linear in execution order) of an exported file."""
+    extra = {"meta.json": ""}
+    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    meta = json.loads(extra["meta.json"])
+    if meta.get("dtype") == "int8":
+        raise ValueError(f"{path} is int8: its weights are packed for the quantised kernels; recover from a bf16 or fp32 export")
+    layers = []
+    for node in module.graph.nodes():
+        if node.kind() in ("aten::conv2d", "aten::linear"):
+            weight, bias = (node.inputsAt(i).toIValue() for i in (1, 2))
+            layers.append((weight.float(), None if bias is None else bias.float()))
+    return meta, layers
+
+
+def execution_order(net):
+    """The net's conv and linear modules in the order a forward pass runs them."""
+    order, hooks = [], []
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            hooks.append(module.register_forward_hook(lambda m, i, o: order.append(m)))
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, 1, 48, 48))
+    for hook in hooks:
+        hook.remove()
+    return order
+
+
+def following_batchnorm(net):
+    """{conv: the BatchNorm2d right after it in the same Sequential}."""
+    pairs = {}
+    for module in net.modules():
+        if isinstance(module, nn.Sequential):
+            children = list(module)
+            for a, b in zip(children, children[1:]):
+                if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                    pairs[a] = b
+    return pairs
+
+
+def recover_net(architecture, layers, images):
+    """The training net with the exported weights and re-expanded BatchNorm (images: normalised, N x 1 x 48 x 48)."""
+    net = build_model(architecture)
+    order = execution_order(net)
+    if len(layers) not in (len(order), 2 * len(order)):  # twice with flip test-time augmentation
+        raise ValueError(f"the exported graph has {len(layers)} conv/linear layers; {architecture} has {len(order)}")
+    bns = following_batchnorm(net)
+    with torch.no_grad():
+        for module, (weight, bias) in zip(order, layers):
+            if module.weight.shape != weight.shape:
+                raise ValueError(f"shape mismatch: {tuple(module.weight.shape)} vs {tuple(weight.shape)}")
+            module.weight.copy_(weight)
+            if module in bns:
+                # Identity BatchNorm plus the folded bias, so the net computes the exported function.
+                bn = bns[module]
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(bias)
+            elif module.bias is not None:
+                module.bias.copy_(bias)
+
+        # Statistics of every conv's output (before its bias) over the given images.
+        stats, hooks = {}, []
+        for conv, bn in bns.items():
+            def record(m, inputs, output, bn=bn):
+                y = output.double()
+                stats[bn] = (y.mean((0, 2, 3)), y.var((0, 2, 3), unbiased=False))
+            hooks.append(conv.register_forward_hook(record))
+        net.eval()(images)
+        for hook in hooks:
+            hook.remove()
+        for bn, (m, v) in stats.items():
+            bn.running_mean.copy_(m)
+            bn.running_var.copy_(v)
+            bn.bias.add_(m)
+            bn.weight.copy_((v + bn.eps).sqrt())
+    return net.eval()
+
+
+def recover_checkpoint(exported_path, data_path=None, n_images=4096):
+    """A training checkpoint dict (model, config, normalisation, cost, command) from an exported file."""
+    meta, layers = read_exported(exported_path)
+    config = meta["config"]
+    mean, std = meta["normalisation"]["mean"], meta["normalisation"]["std"]
+    train = load_dataset(data_path or config["data"], seed=config["seed"])["train"]
+    normalize = Normalize(mean, std)
+    images = normalize(to_tensor(train.images[:n_images]))
+    net = recover_net(meta["architecture"], layers, images)
+    model = nn.Sequential(normalize, net)
+    return {"model": model.state_dict(), "epoch": meta["epoch"], "best_val_acc": meta["val_accuracy"],
+            "config": config, "labels": LABELS, "mean": mean, "std": std,
+            "params": meta["params"], "macs": meta["macs"], "command": meta["command"],
+            "recovered_from": str(exported_path)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exported", default="model/fer.pt", help="exported TorchScript file (default: model/fer.pt)")
+    p.add_argument("--out", required=True, help="checkpoint to write, e.g. runs/recovered/best.pt")
+    p.add_argument("--data", default=None, help="dataset for the BatchNorm statistics (default: the file's training --data)")
+    args = p.parse_args(argv)
+    checkpoint = recover_checkpoint(args.exported, args.data)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic(checkpoint, out)
+    print(f"wrote {out} ({checkpoint['config']['model']}, epoch {checkpoint['epoch']}, from {args.exported})")
+
+
+if __name__ == "__main__":
+    main()
