@@ -113,8 +113,7 @@ def build_exported(model, temperature, dtype, flip_tta, calibration=None):
     if dtype == "int8":
         if calibration is None:
             raise ValueError("int8 needs calibration images")
-        with torch.no_grad():
-            net = quantize_int8(net, normalize(calibration))
+        net = quantize_int8(net, normalize(calibration))
         return Exported(normalize, net, temperature, torch.float32, flip_tta).eval()
     torch_dtype = DTYPES[dtype]
     net = fuse(net).to(torch_dtype).to(memory_format=torch.channels_last)

@@ -67,7 +67,7 @@ def recover_net(architecture, layers, images):
     """The training net with the exported weights and re-expanded BatchNorm (images: normalised, N x 1 x 48 x 48)."""
     net = build_model(architecture)
     order = execution_order(net)
-    if len(layers) not in (len(order), 2 * len(order)):  # twice with flip test-time augmentation
+    if len(layers) != len(order):
         raise ValueError(f"the exported graph has {len(layers)} conv/linear layers; {architecture} has {len(order)}")
     bns = following_batchnorm(net)
     with torch.no_grad():
