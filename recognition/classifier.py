@@ -4,6 +4,7 @@ The file's contract: float32 (N, 1, 48, 48) in [0, 1] in, (N, 7) softmax probabi
 labels and other metadata in its meta.json. Nothing here knows how it was trained.
 """
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def load_classifier(path, fusion=True):
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
+    select_quantized_engine(path)
     extra = {"meta.json": ""}
     try:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
@@ -67,6 +69,24 @@ def load_classifier(path, fusion=True):
         for _ in range(2):  # the first call profiles, the second compiles
             classify(classifier, np.zeros((batch, 48, 48), np.uint8))
     return classifier
+
+
+def select_quantized_engine(path):
+    """Select the quantised engine an int8 file names in its meta.json, before it is loaded.
+
+    int8 files pack their weights for one engine (oneDNN: conv + add + ReLU as one kernel) when
+    they load. Files without the entry (float ones) leave the process as it is.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("/extra/meta.json")), None)
+            engine = (json.loads(archive.read(name)).get("quantisation") or {}).get("engine") if name else None
+    except (zipfile.BadZipFile, json.JSONDecodeError, AttributeError, OSError):
+        return  # torch.jit.load reports what is wrong with the file
+    if engine:
+        if engine not in torch.backends.quantized.supported_engines:
+            raise ModelError(f"{path}: needs the quantised engine {engine!r}, which this PyTorch build lacks")
+        torch.backends.quantized.engine = engine
 
 
 def classify(classifier, faces):

@@ -17,12 +17,8 @@ from pathlib import Path
 
 import torch
 
-
-def load(path):
-    """(module, metadata) of an exported file."""
-    extra = {"meta.json": ""}
-    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    return module.eval(), json.loads(extra["meta.json"] or "{}")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from training.export import load_exported as load  # noqa: E402
 
 
 def time_per_face(module, batch, repeats):

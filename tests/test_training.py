@@ -1,12 +1,16 @@
 """The training pipeline end to end on a small synthetic CSV: no ../shared needed."""
 import gzip
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
 from training import augment, data, models, train
 from training.data import DataError, LABELS
@@ -331,11 +335,10 @@ def test_int8_export_runs_quantised_kernels_and_agrees_with_the_checkpoint(train
     out = tmp_path / "int8.pt"
     export.main(["--checkpoint", str(trained_run / "best.pt"), "--data", str(csv_path), "--out", str(out),
                  "--dtype", "int8", "--calibration-images", "100"])
-    extra = {"meta.json": ""}
-    module = torch.jit.load(str(out), _extra_files=extra)
-    meta = json.loads(extra["meta.json"])
+    module, meta = export.load_exported(out)
     assert meta["dtype"] == "int8" and meta["quantisation"]["calibration_images"] == 100
-    assert "quantized::conv2d" in str(module.graph)
+    assert meta["quantisation"]["engine"] == "onednn"
+    assert "quantized::conv2d_add_relu" in str(module.graph)  # residual adds run inside the convs
 
     dataset = data.load_dataset(csv_path)
     x = torch.from_numpy(dataset["val"].images).unsqueeze(1).float() / 255
@@ -359,3 +362,49 @@ def test_int8_export_runs_quantised_kernels_and_agrees_with_the_checkpoint(train
             assert torch.allclose(served(x[:5]), probs[:5], atol=1e-5)
     finally:
         torch.jit.enable_onednn_fusion(True)  # the app's setting, which other tests expect
+
+    # A fresh process, whose quantised engine is the default one, loads it through the app's
+    # loader, which selects the engine the file names.
+    script = ("import sys, numpy as np; from recognition.classifier import classify, load_classifier; "
+              "c = load_classifier(sys.argv[1]); print(classify(c, np.zeros((2, 48, 48), np.uint8)).shape)")
+    done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("(2, 7)")
+
+
+def test_int8_input_quantisation_is_exact_for_pixel_values():
+    from training.export import QuantizeInput
+    pixels = torch.arange(256, dtype=torch.float32).reshape(1, 1, 16, 16) / 255
+    q = QuantizeInput(0.5136)(pixels)
+    assert q.q_zero_point() == 131 and q.q_scale() == pytest.approx(1 / 255)
+    assert torch.equal(q.int_repr().flatten(), torch.arange(256, dtype=torch.uint8))
+
+
+def test_fold_normalisation_moves_the_std_into_the_first_conv():
+    from training.export import fold_normalisation
+    torch.manual_seed(0)
+    net = models.build_model("fernet").eval()
+    x = torch.rand(4, 1, 48, 48)
+    mean, std = 0.51, 0.31
+    with torch.no_grad():
+        assert torch.allclose(fold_normalisation(net, std)(x - mean), net((x - mean) / std), atol=1e-4)
+    with pytest.raises(ValueError, match="starts with Flatten"):
+        fold_normalisation(nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7)), std)
+
+
+def test_shrink_drops_a_residual_block_and_the_rest_computes_as_before(trained_run, tmp_path):
+    from training import export, shrink
+    out = tmp_path / "shrunk.pt"
+    shrink.main(["--checkpoint", str(trained_run / "best.pt"), "--drop-block", "0", "--model", "fernet-022",
+                 "--out", str(out)])
+    small, checkpoint = export.load_checkpoint_model(out)
+    assert checkpoint["config"]["model"] == "fernet-022" and checkpoint["macs"] < 0.8 * 51_352_448
+    full, _ = export.load_checkpoint_model(trained_run / "best.pt")
+    full[1][2][0] = nn.Identity()  # the same net with stage 1's block skipped
+    x = torch.rand(3, 1, 48, 48)
+    with torch.no_grad():
+        assert torch.allclose(small(x), full(x), atol=1e-5)
+    with pytest.raises(SystemExit, match="do not form fernet-112"):  # block 0 gone leaves (0, 2, 2)
+        shrink.main(["--checkpoint", str(trained_run / "best.pt"), "--drop-block", "0", "--model", "fernet-112",
+                     "--out", str(tmp_path / "bad.pt")])

@@ -21,13 +21,13 @@ from sklearn.metrics import (confusion_matrix, precision_recall_curve,  # noqa: 
 
 from training.data import LABELS, load_dataset  # noqa: E402
 from training.engine import predict_logits, predict_probs  # noqa: E402
-from training.export import load_checkpoint_model  # noqa: E402
+from training.export import load_checkpoint_model, load_exported  # noqa: E402
 
 
 def load_any(path):
     """(probability function over uint8 images, description) for a checkpoint or an exported file."""
     try:
-        scripted = torch.jit.load(str(path), map_location="cpu")
+        scripted = load_exported(path)[0]
     except RuntimeError:
         model, checkpoint = load_checkpoint_model(path)
         return (lambda images, tta: predict_logits(model, images, tta=tta).softmax(1)), checkpoint["config"]["data"]

@@ -158,6 +158,8 @@ MODELS = {
     "fernet-wide": lambda: fernet(width=48),
     "fernet-w40": lambda: fernet(width=40),
     "fernet-133": lambda: fernet(blocks=(1, 3, 3)),
+    "fernet-022": lambda: fernet(blocks=(0, 2, 2)),
+    "fernet-112": lambda: fernet(blocks=(1, 1, 2)),
     "fernet4": lambda: fernet(blocks=(1, 2, 2, 1)),
 }
 

@@ -12,7 +12,6 @@ its eval-mode logits equal the exported file's (before its temperature) up to th
 dtype's rounding. Optimiser state and history are not recovered: it is a start, not a resume.
 """
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -20,16 +19,16 @@ from torch import nn
 
 from training.data import LABELS, load_dataset
 from training.engine import Normalize, save_atomic, to_tensor
+from training.export import load_exported, read_meta
 from training.models import build_model
 
 
 def read_exported(path):
     """(meta dict, [(weight, bias)] of every conv and linear in execution order) of an exported file."""
-    extra = {"meta.json": ""}
-    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    meta = json.loads(extra["meta.json"])
+    meta = read_meta(path)
     if meta.get("dtype") == "int8":
         raise ValueError(f"{path} is int8: its weights are packed for the quantised kernels; recover from a bf16 or fp32 export")
+    module, meta = load_exported(path)
     layers = []
     for node in module.graph.nodes():
         if node.kind() in ("aten::conv2d", "aten::linear"):
