@@ -19,16 +19,15 @@ from torch import nn
 
 from training.data import LABELS, load_dataset
 from training.engine import Normalize, save_atomic, to_tensor
-from training.export import load_exported, read_meta
+from training.export import load_exported
 from training.models import build_model
 
 
 def read_exported(path):
     """(meta dict, [(weight, bias)] of every conv and linear in execution order) of an exported file."""
-    meta = read_meta(path)
+    module, meta = load_exported(path)
     if meta.get("dtype") == "int8":
         raise ValueError(f"{path} is int8: its weights are packed for the quantised kernels; recover from a bf16 or fp32 export")
-    module, meta = load_exported(path)
     layers = []
     for node in module.graph.nodes():
         if node.kind() in ("aten::conv2d", "aten::linear"):
