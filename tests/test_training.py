@@ -408,3 +408,33 @@ def test_shrink_drops_a_residual_block_and_the_rest_computes_as_before(trained_r
     with pytest.raises(SystemExit, match="do not form fernet-112"):  # block 0 gone leaves (0, 2, 2)
         shrink.main(["--checkpoint", str(trained_run / "best.pt"), "--drop-block", "0", "--model", "fernet-112",
                      "--out", str(tmp_path / "bad.pt")])
+
+
+def test_shrink_slims_a_block_to_its_strongest_half_and_computes_the_rest_exactly(trained_run, tmp_path):
+    from training import export, shrink
+    out = tmp_path / "slim.pt"
+    shrink.main(["--checkpoint", str(trained_run / "best.pt"), "--slim-block", "0", "--model", "fernet-s0",
+                 "--out", str(out)])
+    slim, checkpoint = export.load_checkpoint_model(out)
+    assert checkpoint["config"]["model"] == "fernet-s0" and checkpoint["macs"] < 0.92 * 51_352_448
+    full, full_checkpoint = export.load_checkpoint_model(trained_run / "best.pt")
+    scores = shrink.channel_scores(full_checkpoint["model"], "1.2.0.")
+    dropped = scores.argsort()[:16]
+    second_conv = full[1][2][0].body[1]
+    with torch.no_grad():
+        second_conv.weight[:, dropped] = 0  # the full net without the weakest half of the middle channels
+        x = torch.rand(3, 1, 48, 48)
+        assert torch.allclose(slim(x), full(x), atol=1e-5)
+    with pytest.raises(SystemExit, match="do not form fernet-s02"):
+        shrink.main(["--checkpoint", str(trained_run / "best.pt"), "--slim-block", "0", "--model", "fernet-s02",
+                     "--out", str(tmp_path / "bad.pt")])
+
+
+def test_channel_scores_match_a_sampled_estimate():
+    from training import shrink
+    gamma, beta = torch.tensor([1.0, 0.2, 0.5, 2.0]), torch.tensor([0.0, 1.0, -1.0, -3.0])
+    second = torch.rand(8, 4, 3, 3)
+    state = {"1.2.0.body.0.1.weight": gamma, "1.2.0.body.0.1.bias": beta, "1.2.0.body.1.weight": second}
+    y = beta + gamma * torch.randn(200_000, 4, generator=torch.Generator().manual_seed(0))
+    sampled = y.relu().square().mean(0).sqrt() * second.flatten(2).norm(dim=(0, 2))
+    assert torch.allclose(shrink.channel_scores(state, "1.2.0."), sampled, rtol=0.02)

@@ -91,13 +91,14 @@ def deep():
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convs with an identity (or 1x1 projection) shortcut."""
+    """Two 3x3 convs with an identity (or 1x1 projection) shortcut; `mid` channels between them."""
 
-    def __init__(self, c_in, c_out, stride):
+    def __init__(self, c_in, c_out, stride, mid=None):
         super().__init__()
+        mid = mid or c_out
         self.body = nn.Sequential(
-            conv_bn(c_in, c_out, stride=stride),
-            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            conv_bn(c_in, mid, stride=stride),
+            nn.Conv2d(mid, c_out, 3, padding=1, bias=False),
             nn.BatchNorm2d(c_out),
         )
         self.shortcut = nn.Identity()
@@ -110,13 +111,18 @@ class BasicBlock(nn.Module):
         return self.relu(self.body(x) + self.shortcut(x))
 
 
-def residual_stages(c_in, widths, blocks, first_stride):
-    """A stack of residual stages; every stage after the first halves the resolution."""
+def residual_stages(c_in, widths, blocks, first_stride, slim=()):
+    """A stack of residual stages; every stage after the first halves the resolution.
+
+    Blocks are numbered in order across the stages; those in `slim` have half as many
+    channels between their two convs (their input and output widths are unchanged).
+    """
     layers = []
     for i, (width, count) in enumerate(zip(widths, blocks)):
         for j in range(count):
             stride = (first_stride if i == 0 else 2) if j == 0 else 1
-            layers.append(BasicBlock(c_in, width, stride))
+            mid = width // 2 if len(layers) in slim else width
+            layers.append(BasicBlock(c_in, width, stride, mid))
             c_in = width
     return nn.Sequential(*layers)
 
@@ -127,19 +133,20 @@ def resnet18():
                          mlp_head(512, [], dropout=0.0))
 
 
-def fernet(width=32, blocks=(1, 2, 2), dropout=0.3):
+def fernet(width=32, blocks=(1, 2, 2), dropout=0.3, slim=()):
     """A cheap strided stem, then residual stages at 24, 12 and 6 pixels (and 3 with a 4th block count).
 
     The stem spends few channels at 48x48, where a conv costs 4x what it costs at 24x24,
     and most blocks run at 12x12 and 6x6, so the net stays near 50 M multiply-accumulates.
-    A stage at 3x3 adds many parameters for few multiply-accumulates.
+    A stage at 3x3 adds many parameters for few multiply-accumulates. `slim` names residual
+    blocks (0 is the first) whose inner width is halved, as `training.shrink --slim-block` leaves them.
     """
     w = width
     widths = [w * 2 ** i for i in range(len(blocks))]
     return nn.Sequential(
         conv_bn(1, w // 2),
         conv_bn(w // 2, w, stride=2),
-        residual_stages(w, widths, blocks, first_stride=1),
+        residual_stages(w, widths, blocks, first_stride=1, slim=slim),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
         nn.Linear(widths[-1], NUM_CLASSES),
     )
@@ -160,6 +167,8 @@ MODELS = {
     "fernet-133": lambda: fernet(blocks=(1, 3, 3)),
     "fernet-022": lambda: fernet(blocks=(0, 2, 2)),
     "fernet-112": lambda: fernet(blocks=(1, 1, 2)),
+    "fernet-s0": lambda: fernet(slim=(0,)),
+    "fernet-s02": lambda: fernet(slim=(0, 2)),
     "fernet4": lambda: fernet(blocks=(1, 2, 2, 1)),
 }
 
