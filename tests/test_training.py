@@ -438,3 +438,20 @@ def test_channel_scores_match_a_sampled_estimate():
     y = beta + gamma * torch.randn(200_000, 4, generator=torch.Generator().manual_seed(0))
     sampled = y.relu().square().mean(0).sqrt() * second.flatten(2).norm(dim=(0, 2))
     assert torch.allclose(shrink.channel_scores(state, "1.2.0."), sampled, rtol=0.02)
+
+
+def test_ensemble_script_scores_each_checkpoint_and_their_averages(trained_run, csv_path):
+    best = str(trained_run / "best.pt")
+    last = str(trained_run / "last.pt")
+    out = subprocess.run([sys.executable, "scripts/ensemble.py", best, last, "--data", str(csv_path)],
+                         cwd=Path(__file__).resolve().parent.parent, check=True, capture_output=True, text=True).stdout
+    scores = {line.split("  ", 1)[1]: float(line.split("%")[0]) for line in out.splitlines() if "%  " in line}
+    assert set(scores) == {best, last, f"{best} + {last}"}
+    assert all(0 <= s <= 100 for s in scores.values())
+
+
+def test_profile_script_shows_the_shipped_files_quantised_convs():
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "scripts/profile_model.py", "model/fer.pt", "--batch", "4", "--repeats", "2"],
+                         cwd=root, check=True, capture_output=True, text=True).stdout
+    assert "batch 4" in out and "quantized::conv2d" in out and "[8, 1, 48, 48]" in out  # both flip views in one batch
