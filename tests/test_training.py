@@ -455,3 +455,28 @@ def test_profile_script_shows_the_shipped_files_quantised_convs():
     out = subprocess.run([sys.executable, "scripts/profile_model.py", "model/fer.pt", "--batch", "4", "--repeats", "2"],
                          cwd=root, check=True, capture_output=True, text=True).stdout
     assert "batch 4" in out and "quantized::conv2d" in out and "[8, 1, 48, 48]" in out  # both flip views in one batch
+
+
+def test_mirror_pair_logits_are_the_flip_tta_function():
+    from training.engine import mirror_pair_logits
+    from training.models import build_model
+    net = build_model("fernet").eval()
+    x = torch.rand(5, 1, 48, 48)
+    with torch.no_grad():
+        assert torch.allclose(mirror_pair_logits(net, x), (net(x) + net(x.flip(3))) / 2, atol=1e-5)
+
+
+def test_mirror_pair_training_validates_the_flip_tta_function(csv_path, tmp_path):
+    from training.data import load_dataset
+    from training.engine import predict_logits
+    from training.export import load_checkpoint_model
+    train.main(run_args(csv_path, tmp_path, epochs=2) + ["--mirror-pair"])
+    model, checkpoint = load_checkpoint_model(tmp_path / "last.pt")
+    assert checkpoint["config"]["mirror_pair"] is True
+    val = load_dataset(str(csv_path))["val"]
+    logits = predict_logits(model, val.images, precision="bf16", tta="flip")
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["val_acc"] == (logits.argmax(1).numpy() == val.labels).mean().item()
+    loss = lambda z: torch.nn.functional.cross_entropy(z, torch.from_numpy(val.labels)).item()  # noqa: E731
+    assert log[-1]["val_loss"] == pytest.approx(loss(logits), rel=1e-5)
+    assert log[-1]["val_loss"] != pytest.approx(loss(predict_logits(model, val.images, precision="bf16")), rel=1e-5)

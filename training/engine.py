@@ -93,12 +93,19 @@ def distillation_loss(student_logits, target_probs, temperature):
     return F.kl_div(log_p, target_probs, reduction="batchmean") * temperature ** 2
 
 
+def mirror_pair_logits(model, x):
+    """Logits averaged over each image and its mirror, both views as one batch: the flip-TTA function."""
+    z = model(torch.cat([x, x.flip(3)]))
+    return (z[:len(x)] + z[len(x):]) / 2
+
+
 def train_one_epoch(model, images, labels, augment, optimizer, scheduler, unit, cfg, epoch, teacher=None, ema=None):
     """One pass over the shuffled training set; returns (mean loss, accuracy).
 
     With a teacher, the loss mixes the label loss and the distillation loss with weight
     cfg.distill_alpha on the latter. With ema (a torch.optim.swa_utils.AveragedModel), the
-    average is updated after every optimiser step.
+    average is updated after every optimiser step. With cfg.mirror_pair, both losses see the
+    student's logits averaged over each image and its mirror, the function a --flip-tta export serves.
     """
     model.train()
     order = torch.randperm(len(labels))
@@ -113,7 +120,7 @@ def train_one_epoch(model, images, labels, augment, optimizer, scheduler, unit, 
         if cfg.mixup > 0:
             x, target = mixup(x, y, cfg.mixup, 7)
         with autocast(cfg.precision):
-            logits = model(x)
+            logits = mirror_pair_logits(model, x) if cfg.mirror_pair else model(x)
         loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
         if teacher is not None:
             soft = teacher_probs(teacher, x, cfg.distill_temperature, cfg.precision)

@@ -49,6 +49,7 @@ class Config:
     distill_alpha: float = 0.5
     distill_temperature: float = 1.0
     ema: float = 0.0
+    mirror_pair: bool = False
     patience: int = 0
     max_minutes: float = 0.0
     precision: str = "bf16"
@@ -84,6 +85,7 @@ def parse_args(argv=None):
     p.add_argument("--distill-alpha", type=float, default=d.distill_alpha, help=f"weight of the distillation loss against the label loss (default: {d.distill_alpha})")
     p.add_argument("--distill-temperature", type=float, default=d.distill_temperature, help=f"softmax temperature of the distillation loss (default: {d.distill_temperature})")
     p.add_argument("--ema", type=float, default=d.ema, help=f"keep an exponential moving average of the weights and BatchNorm statistics with this decay per step, and validate and save it; 0 turns it off (default: {d.ema})")
+    p.add_argument("--mirror-pair", action="store_true", help="train and validate the flip-TTA function: each image's logits are the mean over it and its mirror, so every step runs twice the images; export with --flip-tta (default: off)")
     p.add_argument("--patience", type=int, default=d.patience, help=f"early stopping: epochs without a better validation accuracy; 0 never stops early (default: {d.patience})")
     p.add_argument("--max-minutes", type=float, default=d.max_minutes, help=f"stop once this much training time (summed over resumed runs) is spent, for equal-budget comparisons; 0 means no limit (default: {d.max_minutes})")
     p.add_argument("--precision", default=d.precision, choices=["fp32", "bf16"], help=f"bf16 autocast on the CPU, or fp32 (default: {d.precision})")
@@ -192,7 +194,8 @@ def main(argv=None):
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_one_epoch(model, train_x, train_y, augment, optimizer, scheduler, unit, cfg, epoch,
                                                 teacher=teacher, ema=ema)
-        logits = predict_logits(evaluated, val.images, precision=cfg.precision, desc="val")
+        logits = predict_logits(evaluated, val.images, precision=cfg.precision, desc="val",
+                                tta="flip" if cfg.mirror_pair else "none")
         val_loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(val.labels)).item()
         val_acc = (logits.argmax(1).numpy() == val.labels).mean().item()
         if unit == "epoch":
