@@ -393,41 +393,36 @@ def test_fold_normalisation_moves_the_std_into_the_first_conv():
         fold_normalisation(nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7)), std)
 
 
-def test_shrink_drops_a_residual_block_and_the_rest_computes_as_before(trained_run, tmp_path):
+def shrink_checkpoint(trained_run, out, flags, model):
+    """Run training.shrink on the trained fernet; (shrunk net, its checkpoint, full net, full checkpoint)."""
     from training import export, shrink
-    out = tmp_path / "shrunk.pt"
-    shrink.main(["--checkpoint", str(trained_run / "best.pt"), "--drop-block", "0", "--model", "fernet-022",
-                 "--out", str(out)])
-    small, checkpoint = export.load_checkpoint_model(out)
+    shrink.main(["--checkpoint", str(trained_run / "best.pt"), *flags, "--model", model, "--out", str(out)])
+    return (*export.load_checkpoint_model(out), *export.load_checkpoint_model(trained_run / "best.pt"))
+
+
+def test_shrink_drops_a_residual_block_and_the_rest_computes_as_before(trained_run, tmp_path):
+    small, checkpoint, full, _ = shrink_checkpoint(trained_run, tmp_path / "shrunk.pt", ["--drop-block", "0"], "fernet-022")
     assert checkpoint["config"]["model"] == "fernet-022" and checkpoint["macs"] < 0.8 * 51_352_448
-    full, _ = export.load_checkpoint_model(trained_run / "best.pt")
     full[1][2][0] = nn.Identity()  # the same net with stage 1's block skipped
     x = torch.rand(3, 1, 48, 48)
     with torch.no_grad():
         assert torch.allclose(small(x), full(x), atol=1e-5)
     with pytest.raises(SystemExit, match="do not form fernet-112"):  # block 0 gone leaves (0, 2, 2)
-        shrink.main(["--checkpoint", str(trained_run / "best.pt"), "--drop-block", "0", "--model", "fernet-112",
-                     "--out", str(tmp_path / "bad.pt")])
+        shrink_checkpoint(trained_run, tmp_path / "bad.pt", ["--drop-block", "0"], "fernet-112")
 
 
 def test_shrink_slims_a_block_to_its_strongest_half_and_computes_the_rest_exactly(trained_run, tmp_path):
-    from training import export, shrink
-    out = tmp_path / "slim.pt"
-    shrink.main(["--checkpoint", str(trained_run / "best.pt"), "--slim-block", "0", "--model", "fernet-s0",
-                 "--out", str(out)])
-    slim, checkpoint = export.load_checkpoint_model(out)
+    from training import shrink
+    slim, checkpoint, full, full_checkpoint = shrink_checkpoint(trained_run, tmp_path / "slim.pt",
+                                                                ["--slim-block", "0"], "fernet-s0")
     assert checkpoint["config"]["model"] == "fernet-s0" and checkpoint["macs"] < 0.92 * 51_352_448
-    full, full_checkpoint = export.load_checkpoint_model(trained_run / "best.pt")
-    scores = shrink.channel_scores(full_checkpoint["model"], "1.2.0.")
-    dropped = scores.argsort()[:16]
-    second_conv = full[1][2][0].body[1]
+    dropped = shrink.channel_scores(full_checkpoint["model"], "1.2.0.").argsort()[:16]
     with torch.no_grad():
-        second_conv.weight[:, dropped] = 0  # the full net without the weakest half of the middle channels
+        full[1][2][0].body[1].weight[:, dropped] = 0  # the full net without the weakest half of block 0's middle channels
         x = torch.rand(3, 1, 48, 48)
         assert torch.allclose(slim(x), full(x), atol=1e-5)
     with pytest.raises(SystemExit, match="do not form fernet-s02"):
-        shrink.main(["--checkpoint", str(trained_run / "best.pt"), "--slim-block", "0", "--model", "fernet-s02",
-                     "--out", str(tmp_path / "bad.pt")])
+        shrink_checkpoint(trained_run, tmp_path / "bad.pt", ["--slim-block", "0"], "fernet-s02")
 
 
 def test_channel_scores_match_a_sampled_estimate():
