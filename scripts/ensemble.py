@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from training.data import load_dataset  # noqa: E402
+from training.data import DEFAULT_DATA, load_dataset  # noqa: E402
 from training.engine import predict_logits  # noqa: E402
 from training.export import load_checkpoint_model  # noqa: E402
 
@@ -23,7 +23,7 @@ from training.export import load_checkpoint_model  # noqa: E402
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", nargs="+", help="training checkpoints (.pt dicts)")
-    p.add_argument("--data", default="../shared/data/fer2013.csv.gz", help="dataset (default: %(default)s)")
+    p.add_argument("--data", default=DEFAULT_DATA, help=f"dataset (default: {DEFAULT_DATA})")
     p.add_argument("--tta", default="flip", choices=["none", "flip", "crops"], help="test-time views (default: flip)")
     args = p.parse_args()
 

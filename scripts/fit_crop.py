@@ -20,12 +20,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from recognition.classifier import classify, load_classifier  # noqa: E402
 from recognition.faces import DETECTORS, crop_face  # noqa: E402
-from training.data import load_dataset  # noqa: E402
+from training.data import DEFAULT_DATA, load_dataset  # noqa: E402
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="../shared/data/fer2013.csv.gz", help="dataset (default: ../shared/data/fer2013.csv.gz)")
+    p.add_argument("--data", default=DEFAULT_DATA, help=f"dataset (default: {DEFAULT_DATA})")
     p.add_argument("--detector", default="blazeface", choices=list(DETECTORS), help="face detector (default: blazeface)")
     p.add_argument("--model", default="model/fer.pt", help="model for the end-to-end check (default: model/fer.pt)")
     p.add_argument("--split", default="val", help="split to measure on (default: val)")

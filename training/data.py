@@ -16,6 +16,7 @@ from PIL import Image
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 SIZE = 48
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+DEFAULT_DATA = "../shared/data/fer2013.csv.gz"  # the Kaggle CSV, read by path from the shared folder
 DEFAULT_CACHE = Path(os.environ.get("FER_CACHE", Path.home() / ".cache" / "fer-emotion"))
 
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from training.data import LABELS, load_dataset  # noqa: E402
+from training.data import DEFAULT_DATA, LABELS, load_dataset  # noqa: E402
 
 
 def plot_class_counts(dataset, path):
@@ -62,7 +62,7 @@ def plot_samples(train, path, per_class=8, seed=0):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="../shared/data/fer2013.csv.gz", help="dataset (default: ../shared/data/fer2013.csv.gz)")
+    p.add_argument("--data", default=DEFAULT_DATA, help=f"dataset (default: {DEFAULT_DATA})")
     p.add_argument("--out-dir", default="docs/eda", help="where the PNGs go (default: docs/eda)")
     args = p.parse_args(argv)
     dataset = load_dataset(args.data)

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from sklearn.metrics import (confusion_matrix, precision_recall_curve,  # noqa: E402
                              precision_recall_fscore_support)
 
-from training.data import LABELS, load_dataset  # noqa: E402
+from training.data import DEFAULT_DATA, LABELS, load_dataset  # noqa: E402
 from training.engine import predict_logits, predict_probs  # noqa: E402
 from training.export import load_checkpoint_model, load_exported  # noqa: E402
 
@@ -132,7 +132,7 @@ def plot_curves(log_path, path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="model/fer.pt", help="checkpoint (.pt dict) or exported TorchScript file (default: model/fer.pt)")
-    p.add_argument("--data", default=None, help="dataset path (default: the checkpoint's, else ../shared/data/fer2013.csv.gz)")
+    p.add_argument("--data", default=None, help=f"dataset path (default: the checkpoint's, else {DEFAULT_DATA})")
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="split to evaluate; test is PrivateTest, evaluate it once (default: val)")
     p.add_argument("--tta", default="none", choices=["none", "flip", "crops"], help="test-time augmentation (default: none)")
     p.add_argument("--log", default=None, help="training log.jsonl to plot curves from (default: none)")
@@ -140,7 +140,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     predict, checkpoint_data = load_any(args.model)
-    data = load_dataset(args.data or checkpoint_data or "../shared/data/fer2013.csv.gz")[args.split]
+    data = load_dataset(args.data or checkpoint_data or DEFAULT_DATA)[args.split]
     probs = predict(data.images, args.tta).numpy()
     result = {"model": str(args.model), "split": args.split, "tta": args.tta, "n": len(data), **metrics(probs, data.labels)}
 

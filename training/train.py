@@ -17,7 +17,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from training.augment import PRESETS, build_augment
-from training.data import LABELS, load_dataset, normalisation, truncate
+from training.data import DEFAULT_DATA, LABELS, load_dataset, normalisation, truncate
 from training.engine import (OPTIMIZERS, SCHEDULERS, Normalize, build_optimizer, build_scheduler,
                              predict_logits, rng_state, save_atomic, seed_everything, set_rng_state,
                              to_tensor, train_one_epoch)
@@ -27,7 +27,7 @@ from training.models import MODELS, build_model, model_cost
 
 @dataclass
 class Config:
-    data: str = "../shared/data/fer2013.csv.gz"
+    data: str = DEFAULT_DATA
     run_dir: str = "runs/fernet"
     model: str = "fernet"
     augment: str = "strong"
