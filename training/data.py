@@ -1,7 +1,9 @@
-"""Load FER-2013 from the Kaggle CSV or from the image-folder release, with a decode cache.
+"""Load FER-2013 from the Kaggle CSV or from the image-folder release, with a decode cache,
+and the FER+ crowd votes for the same faces.
 
 Every loader returns a `Dataset`: a dict from split name ("train", "val", "test") to a
-`Split` of uint8 images (N, 48, 48) and int64 labels (N,).
+`Split` of uint8 images (N, 48, 48) and int64 labels (N,). Splits read from the CSV also
+carry each face's row number in the file, which is how `attach_votes` finds its FER+ votes.
 """
 import csv
 import gzip
@@ -17,6 +19,11 @@ LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 SIZE = 48
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 DEFAULT_DATA = "../shared/data/fer2013.csv.gz"  # the Kaggle CSV, read by path from the shared folder
+DEFAULT_VOTES = "../shared/data/ferplus_votes.csv.gz"  # FER+ votes, row N = row N of the CSV
+# FER+ names our seven emotions in another order; contempt, unknown and NF (not a face) are not served.
+FERPLUS_EMOTIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
+FERPLUS_TO_OURS = {"neutral": "neutral", "happiness": "happy", "surprise": "surprise", "sadness": "sad",
+                   "anger": "angry", "disgust": "disgust", "fear": "fear"}
 DEFAULT_CACHE = Path(os.environ.get("FER_CACHE", Path.home() / ".cache" / "fer-emotion"))
 
 
@@ -24,9 +31,16 @@ DEFAULT_CACHE = Path(os.environ.get("FER_CACHE", Path.home() / ".cache" / "fer-e
 class Split:
     images: np.ndarray  # (N, 48, 48) uint8
     labels: np.ndarray  # (N,) int64
+    rows: np.ndarray | None = None  # (N,) int64 data-row number in the CSV (0 = first row after the header)
+    votes: np.ndarray | None = None  # (N, 7) float32 FER+ votes in LABELS order, once attached
 
     def __len__(self):
         return len(self.labels)
+
+    def take(self, index):
+        """The faces at `index` (a slice, mask or index array), with every per-face field."""
+        pick = lambda a: None if a is None else a[index]  # noqa: E731
+        return Split(self.images[index], self.labels[index], pick(self.rows), pick(self.votes))
 
 
 class DataError(ValueError):
@@ -56,8 +70,7 @@ def parse_row(row, line):
 def parse_csv(path):
     """Parse a Kaggle fer2013.csv (plain or .gz) into a Dataset."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    images = {split: [] for split in USAGE_TO_SPLIT.values()}
-    labels = {split: [] for split in USAGE_TO_SPLIT.values()}
+    images, labels, rows = ({split: [] for split in USAGE_TO_SPLIT.values()} for _ in range(3))
     with opener(path, "rt", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -67,8 +80,9 @@ def parse_csv(path):
             image, label, split = parse_row(row, line)
             images[split].append(image)
             labels[split].append(label)
+            rows[split].append(line - 2)
     return {split: Split(np.stack(images[split]) if images[split] else np.zeros((0, SIZE, SIZE), np.uint8),
-                         np.array(labels[split], dtype=np.int64))
+                         np.array(labels[split], dtype=np.int64), np.array(rows[split], dtype=np.int64))
             for split in images}
 
 
@@ -76,7 +90,7 @@ def cache_path(source, cache_dir):
     """Cache file for a source file, keyed by its absolute path, size and mtime."""
     stat = Path(source).stat()
     key = f"{Path(source).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    return Path(cache_dir) / f"fer-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    return Path(cache_dir) / f"fer-rows-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 
 def save_cache(dataset, path):
@@ -86,6 +100,8 @@ def save_cache(dataset, path):
     arrays = {}
     for split, data in dataset.items():
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = data.images, data.labels
+        if data.rows is not None:
+            arrays[f"{split}_rows"] = data.rows
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
 
@@ -94,7 +110,8 @@ def load_cache(path):
     """Read a Dataset written by save_cache."""
     with np.load(path) as npz:
         splits = {name.rsplit("_", 1)[0] for name in npz.files}
-        return {s: Split(npz[f"{s}_images"], npz[f"{s}_labels"]) for s in splits}
+        return {s: Split(npz[f"{s}_images"], npz[f"{s}_labels"], npz[f"{s}_rows"] if f"{s}_rows" in npz else None)
+                for s in splits}
 
 
 def load_csv(path, cache_dir=DEFAULT_CACHE):
@@ -132,8 +149,7 @@ def stratified_split(data, fraction, seed):
         held.extend(rng.permutation(idx)[: round(len(idx) * fraction)])
     mask = np.zeros(len(data), dtype=bool)
     mask[held] = True
-    return (Split(data.images[~mask], data.labels[~mask]),
-            Split(data.images[mask], data.labels[mask]))
+    return data.take(~mask), data.take(mask)
 
 
 def load_folders(root, val_fraction=0.1, seed=0):
@@ -153,7 +169,66 @@ def truncate(dataset, limit):
     """The first `limit` images of every split (all of them when limit is 0), for smoke runs."""
     if not limit:
         return dataset
-    return {name: Split(data.images[:limit], data.labels[:limit]) for name, data in dataset.items()}
+    return {name: data.take(slice(0, limit)) for name, data in dataset.items()}
+
+
+def read_votes(path):
+    """FER+ vote counts (rows, 7) as float32 in LABELS order, one row per data row of the CSV."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None) or []
+        missing = [name for name in FERPLUS_EMOTIONS if name not in header]
+        if missing:
+            raise DataError(f"{path}: line 1: the header lacks the FER+ columns {', '.join(missing)}")
+        columns = [header.index(name) for name in (
+            next(k for k, v in FERPLUS_TO_OURS.items() if v == label) for label in LABELS)]
+        votes = []
+        for line, row in enumerate(reader, start=2):
+            try:  # a row FER+ dropped or could not match has empty vote cells: no votes
+                votes.append([float(row[c] or 0) for c in columns])
+            except (ValueError, IndexError):
+                raise DataError(f"{path}: line {line}: vote counts must be numbers in the header's columns") from None
+    return np.array(votes, dtype=np.float32).reshape(-1, len(LABELS))
+
+
+def attach_votes(dataset, path):
+    """The dataset with each split's FER+ votes, matched to the faces by CSV row number."""
+    votes = read_votes(path)
+    attached = {}
+    for name, split in dataset.items():
+        if split.rows is None:
+            raise DataError(f"{path}: FER+ votes need the Kaggle CSV layout, whose rows they follow")
+        if len(split) and split.rows.max() >= len(votes):
+            raise DataError(f"{path}: {len(votes)} vote rows, but the CSV has row {split.rows.max() + 1}")
+        attached[name] = Split(split.images, split.labels, split.rows, votes[split.rows])
+    return attached
+
+
+def has_votes(split):
+    """Mask of the faces with at least one FER+ vote for one of our seven emotions."""
+    return split.votes.sum(1) > 0
+
+
+def ferplus_majority(votes):
+    """The FER+ plurality emotion (index in LABELS) of each row; a tie goes to the first in FER+ column order."""
+    order = [LABELS.index(FERPLUS_TO_OURS[name]) for name in FERPLUS_EMOTIONS]
+    return np.array(order)[np.asarray(votes)[:, order].argmax(1)]
+
+
+def soft_targets(split, ferplus_weight):
+    """Training targets (N, 7): `ferplus_weight` of the FER+ vote distribution, the rest the FER-2013 label.
+
+    Faces with no vote on our seven emotions (FER+ dropped them, or their votes all went to
+    contempt, unknown or not-a-face) keep their FER-2013 label alone.
+    """
+    onehot = np.eye(len(LABELS), dtype=np.float32)[split.labels]
+    if not ferplus_weight:
+        return onehot
+    voted = has_votes(split)
+    distribution = split.votes / np.maximum(split.votes.sum(1, keepdims=True), 1)
+    weight = np.where(voted, ferplus_weight, 0.0).astype(np.float32)[:, None]
+    return weight * distribution + (1 - weight) * onehot
 
 
 def normalisation(train):

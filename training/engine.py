@@ -72,10 +72,10 @@ def autocast(precision):
 
 
 def mixup(x, y, alpha, num_classes):
-    """Mix each image with a shuffled partner; returns mixed images and soft targets."""
+    """Mix each image with a shuffled partner; returns mixed images and soft targets (y: labels or soft targets)."""
     lam = float(np.random.beta(alpha, alpha))
     perm = torch.randperm(x.size(0))
-    target = F.one_hot(y, num_classes).float()
+    target = F.one_hot(y, num_classes).float() if y.dim() == 1 else y
     return lam * x + (1 - lam) * x[perm], lam * target + (1 - lam) * target[perm]
 
 
@@ -119,6 +119,8 @@ def train_one_epoch(model, images, labels, augment, optimizer, scheduler, unit, 
         target = y
         if cfg.mixup > 0:
             x, target = mixup(x, y, cfg.mixup, 7)
+        if y.dim() == 2:  # soft targets (FER+ votes): accuracy against their most likely class
+            y = y.argmax(1)
         with autocast(cfg.precision):
             logits = mirror_pair_logits(model, x) if cfg.mirror_pair else model(x)
         loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)

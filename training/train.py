@@ -17,7 +17,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from training.augment import PRESETS, build_augment
-from training.data import DEFAULT_DATA, LABELS, load_dataset, normalisation, truncate
+from training.data import (DEFAULT_DATA, DEFAULT_VOTES, LABELS, attach_votes, ferplus_majority, has_votes,
+                           load_dataset, normalisation, soft_targets, truncate)
 from training.engine import (OPTIMIZERS, SCHEDULERS, Normalize, build_optimizer, build_scheduler,
                              predict_logits, rng_state, save_atomic, seed_everything, set_rng_state,
                              to_tensor, train_one_epoch)
@@ -28,6 +29,9 @@ from training.models import MODELS, build_model, model_cost
 @dataclass
 class Config:
     data: str = DEFAULT_DATA
+    votes: str = DEFAULT_VOTES
+    ferplus: float = 0.0
+    select: str = "fer2013"
     run_dir: str = "runs/fernet"
     model: str = "fernet"
     augment: str = "strong"
@@ -52,7 +56,7 @@ class Config:
     mirror_pair: bool = False
     patience: int = 0
     max_minutes: float = 0.0
-    precision: str = "bf16"
+    precision: str = "auto"
     channels_last: bool = True
     threads: int = 0
     limit: int = 0
@@ -64,6 +68,9 @@ def parse_args(argv=None):
     d = Config()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=d.data, help=f"fer2013.csv[.gz] or a folder with train/ and test/ (default: {d.data})")
+    p.add_argument("--votes", default=d.votes, help=f"FER+ votes for the CSV's rows, read when --ferplus or --select needs them (default: {d.votes})")
+    p.add_argument("--ferplus", type=float, default=d.ferplus, help=f"weight of the FER+ vote distribution in the training target, the rest being the FER-2013 label: 0 trains on FER-2013 labels, 1 on the votes (default: {d.ferplus})")
+    p.add_argument("--select", default=d.select, choices=list(SELECT), help=f"validation accuracy that picks best.pt and early stopping: FER-2013 labels, FER+ plurality, or their mean (default: {d.select})")
     p.add_argument("--run-dir", default=d.run_dir, help=f"where checkpoints and the log go (default: {d.run_dir})")
     p.add_argument("--model", default=d.model, choices=list(MODELS), help=f"architecture (default: {d.model})")
     p.add_argument("--augment", default=d.augment, choices=list(PRESETS), help=f"augmentation preset (default: {d.augment})")
@@ -88,7 +95,7 @@ def parse_args(argv=None):
     p.add_argument("--mirror-pair", action="store_true", help="train and validate the flip-TTA function: each image's logits are the mean over it and its mirror, so every step runs twice the images; export with --flip-tta (default: off)")
     p.add_argument("--patience", type=int, default=d.patience, help=f"early stopping: epochs without a better validation accuracy; 0 never stops early (default: {d.patience})")
     p.add_argument("--max-minutes", type=float, default=d.max_minutes, help=f"stop once this much training time (summed over resumed runs) is spent, for equal-budget comparisons; 0 means no limit (default: {d.max_minutes})")
-    p.add_argument("--precision", default=d.precision, choices=["fp32", "bf16"], help=f"bf16 autocast on the CPU, or fp32 (default: {d.precision})")
+    p.add_argument("--precision", default=d.precision, choices=["auto", "fp32", "bf16"], help=f"bf16 autocast on the CPU, fp32, or auto: bf16 where the CPU computes it natively (AVX-512 BF16 or AMX), else fp32 (default: {d.precision})")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="keep NCHW memory layout (default: channels_last)")
     p.add_argument("--threads", type=int, default=d.threads, help=f"torch threads; 0 keeps torch's choice (default: {d.threads})")
     p.add_argument("--limit", type=int, default=d.limit, help=f"use only the first N images of each split, for smoke runs; 0 uses all (default: {d.limit})")
@@ -100,9 +107,43 @@ def parse_args(argv=None):
     return Config(**vars(args)), resume
 
 
+def resolve_precision(precision):
+    """"auto" -> bf16 where the CPU has native bf16 (emulated bf16 on AVX2 is about 10x slower than fp32), else fp32."""
+    if precision != "auto":
+        return precision
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return "bf16" if native else "fp32"
+
+
 def sets_budget(argv):
     """Whether the command line gives --max-minutes (with --resume it replaces the saved budget)."""
     return any(a.startswith("--max-minutes") for a in (sys.argv[1:] if argv is None else argv))
+
+
+# How a validation epoch is scored for best.pt and early stopping, from (FER-2013 accuracy, FER+ accuracy).
+SELECT = {
+    "fer2013": lambda fer, plus: fer,
+    "ferplus": lambda fer, plus: plus,
+    "mean": lambda fer, plus: (fer + plus) / 2,
+}
+
+
+def load_training_data(cfg):
+    """The dataset (truncated for smoke runs), with FER+ votes attached when the config uses them."""
+    dataset = truncate(load_dataset(cfg.data, seed=cfg.seed), cfg.limit)
+    if cfg.ferplus or cfg.select != "fer2013":
+        dataset = attach_votes(dataset, cfg.votes)
+    return dataset
+
+
+def validation_scores(logits, val):
+    """FER-2013 accuracy, and FER+ plurality accuracy on the voted faces (None without votes)."""
+    predicted = logits.argmax(1).numpy()
+    fer = (predicted == val.labels).mean().item()
+    if val.votes is None:
+        return fer, None
+    voted = has_votes(val)
+    return fer, (predicted[voted] == ferplus_majority(val.votes[voted])).mean().item()
 
 
 def build_training_model(cfg, mean, std):
@@ -135,17 +176,21 @@ def main(argv=None):
         cfg, command = saved, checkpoint["command"]
     else:
         command = "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:])
+        cfg = replace(cfg, precision=resolve_precision(cfg.precision))
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
 
     # Data: uint8 arrays in memory; normalisation from the training split only.
-    dataset = truncate(load_dataset(cfg.data, seed=cfg.seed), cfg.limit)
+    dataset = load_training_data(cfg)
     mean, std = normalisation(dataset["train"])
-    train_x, train_y = to_tensor(dataset["train"].images), torch.from_numpy(dataset["train"].labels)
-    val = dataset["val"]
-    print(f"data: {len(train_y)} train, {len(val)} val; mean {mean:.4f} std {std:.4f}")
+    train, val = dataset["train"], dataset["val"]
+    train_x = to_tensor(train.images)
+    # FER-2013 labels as class indices (bit for bit the earlier recipes), or soft targets with FER+ votes.
+    train_y = torch.from_numpy(soft_targets(train, cfg.ferplus) if cfg.ferplus else train.labels)
+    print(f"data: {len(train_y)} train, {len(val)} val; mean {mean:.4f} std {std:.4f}"
+          + (f"; targets {cfg.ferplus:g} FER+ votes, {1 - cfg.ferplus:g} FER-2013 label" if cfg.ferplus else ""))
 
     # Model, augmentation, optimiser, schedule.
     model = build_training_model(cfg, mean, std)
@@ -197,17 +242,21 @@ def main(argv=None):
         logits = predict_logits(evaluated, val.images, precision=cfg.precision, desc="val",
                                 tta="flip" if cfg.mirror_pair else "none")
         val_loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(val.labels)).item()
-        val_acc = (logits.argmax(1).numpy() == val.labels).mean().item()
+        val_acc, val_ferplus = validation_scores(logits, val)
+        score = SELECT[cfg.select](val_acc, val_ferplus)
         if unit == "epoch":
             scheduler.step()
         elif unit == "plateau":
-            scheduler.step(val_acc)
-        improved = val_acc > best_acc
-        best_acc, stale = (val_acc, 0) if improved else (best_acc, stale + 1)
+            scheduler.step(score)
+        improved = score > best_acc
+        best_acc, stale = (score, 0) if improved else (best_acc, stale + 1)
         history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                         "val_loss": val_loss, "val_acc": val_acc, "seconds": time.perf_counter() - t0})
+        if val_ferplus is not None:
+            history[-1]["val_ferplus_acc"] = val_ferplus
         print(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.4f} | val loss {val_loss:.4f} "
-              f"acc {val_acc:.4f}{' *' if improved else ''} | lr {lr:.2e} | {history[-1]['seconds']:.0f}s", flush=True)
+              f"acc {val_acc:.4f}" + (f" FER+ {val_ferplus:.4f}" if val_ferplus is not None else "")
+              + f"{' *' if improved else ''} | lr {lr:.2e} | {history[-1]['seconds']:.0f}s", flush=True)
 
         checkpoint = {"model": evaluated.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch,
@@ -220,7 +269,7 @@ def main(argv=None):
             save_atomic(checkpoint, run_dir / "best.pt")
         save_atomic(checkpoint, last_path)
         write_log(history, run_dir)
-    print(f"best val acc {best_acc:.4f}; checkpoint {run_dir / 'best.pt'}")
+    print(f"best val {cfg.select} score {best_acc:.4f}; checkpoint {run_dir / 'best.pt'}")
 
 
 if __name__ == "__main__":
