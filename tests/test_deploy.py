@@ -38,3 +38,70 @@ def test_missing_model_refuses_to_start_with_one_line(fresh_venv, tmp_path):
     assert result.returncode != 0
     lines = [l for l in result.stderr.splitlines() if str(missing) in l]
     assert lines and "model file not found" in lines[0]
+
+
+# Heroku's Python buildpack cannot be run here, so the files it reads are checked against its
+# documented rules: https://devcenter.heroku.com/articles/python-runtimes (the Python version),
+# https://devcenter.heroku.com/articles/app-json-schema (app.json).
+
+def test_python_version_file_names_only_a_major_version_and_nothing_overrides_it():
+    lines = [l.strip() for l in (ROOT / ".python-version").read_text().splitlines()]
+    versions = [l for l in lines if l and not l.startswith("#")]
+    assert len(versions) == 1, "the buildpack wants exactly one version line"
+    parts = versions[0].split(".")
+    # N.N gets every security patch; an exact N.N.N pin stops building once the stack moves on.
+    assert len(parts) == 2 and all(p.isdigit() for p in parts), f"{versions[0]!r} is not of the form 3.N"
+    assert int(parts[0]) == 3 and int(parts[1]) >= 9, "the buildpack builds Python 3.9 and newer"
+    assert not (ROOT / "runtime.txt").exists(), "runtime.txt is deprecated and would win over .python-version"
+
+
+def test_procfile_web_command_is_gunicorn_with_its_config_bound_to_port():
+    web = [l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:")]
+    assert len(web) == 1
+    words = web[0].removeprefix("web:").split()
+    assert words[0] == "gunicorn"
+    assert words[words.index("--bind") + 1] == "0.0.0.0:$PORT", "Heroku routes requests to $PORT only"
+    config = words[words.index("--config") + 1]
+    assert config == "gunicorn.conf.py" and (ROOT / config).is_file()
+
+
+def test_requirements_take_torch_from_the_cpu_wheel_index():
+    lines = [l.split("#")[0].strip() for l in (ROOT / "requirements.txt").read_text().splitlines()]
+    # PyPI's Linux torch brings CUDA libraries that burst Heroku's 500 MB slug limit.
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
+    torch = [l for l in lines if l.startswith("torch==")]
+    assert len(torch) == 1 and torch[0].endswith("+cpu"), torch
+    assert any(l.startswith("gunicorn==") for l in lines), "the Procfile's server must be installed"
+
+
+def app_sources():
+    """The text of every Python file the web app is made of: not tests, training or scripts."""
+    skip = {"tests", "training", "scripts", "runs"}
+    files = []
+    for entry in ROOT.iterdir():
+        if entry.suffix == ".py":
+            files.append(entry)
+        elif entry.is_dir() and entry.name not in skip and not entry.name.startswith("."):
+            files.extend(entry.rglob("*.py"))
+    return "\n".join(f.read_text() for f in files)
+
+
+def test_app_json_names_only_settings_the_app_reads():
+    manifest = json.loads((ROOT / "app.json").read_text())
+    assert manifest["buildpacks"] == [{"url": "heroku/python"}]
+    assert manifest["formation"]["web"]["quantity"] >= 1
+    source = app_sources()
+    for name, spec in manifest["env"].items():
+        assert f'"{name}"' in source or f"'{name}'" in source, f"app.json names {name}, which the app never reads"
+        assert spec["description"] and spec["required"] is False
+
+
+def test_app_json_values_are_the_apps_own_defaults(monkeypatch):
+    from app import create_app
+    env = json.loads((ROOT / "app.json").read_text())["env"]
+    for name in env:
+        monkeypatch.delenv(name, raising=False)
+    defaults = dict(create_app({"TESTING": True}).config)
+    for name, spec in env.items():
+        monkeypatch.setenv(name, spec["value"])
+    assert dict(create_app({"TESTING": True}).config) == defaults
