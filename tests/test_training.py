@@ -472,12 +472,12 @@ def test_mirror_pair_training_validates_the_flip_tta_function(csv_path, tmp_path
     model, checkpoint = load_checkpoint_model(tmp_path / "last.pt")
     assert checkpoint["config"]["mirror_pair"] is True
     val = load_dataset(str(csv_path))["val"]
-    logits = predict_logits(model, val.images, precision="bf16", tta="flip")
+    logits = predict_logits(model, val.images, precision=checkpoint["config"]["precision"], tta="flip")
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert log[-1]["val_acc"] == (logits.argmax(1).numpy() == val.labels).mean().item()
     loss = lambda z: torch.nn.functional.cross_entropy(z, torch.from_numpy(val.labels)).item()  # noqa: E731
     assert log[-1]["val_loss"] == pytest.approx(loss(logits), rel=1e-5)
-    assert log[-1]["val_loss"] != pytest.approx(loss(predict_logits(model, val.images, precision="bf16")), rel=1e-5)
+    assert log[-1]["val_loss"] != pytest.approx(loss(predict_logits(model, val.images, precision=checkpoint["config"]["precision"])), rel=1e-5)
 
 
 FERPLUS_HEADER = "ferplus_image,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
