@@ -1,9 +1,9 @@
 """The training pipeline end to end on a small synthetic CSV: no ../shared needed."""
+import copy
 import gzip
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +61,7 @@ def test_gzipped_csv_loads_the_same(tmp_path):
 def test_second_load_comes_from_the_cache(csv_path, tmp_path, monkeypatch):
     first = data.load_csv(csv_path, cache_dir=tmp_path)
     monkeypatch.setattr(data, "parse_csv", lambda path: pytest.fail("parsed again instead of using the cache"))
-    t0 = time.perf_counter()
     second = data.load_csv(csv_path, cache_dir=tmp_path)
-    assert time.perf_counter() - t0 < 2
     assert np.array_equal(first["train"].images, second["train"].images)
 
 
@@ -199,23 +197,27 @@ def test_evaluate_writes_metrics_and_plots(trained_run, csv_path):
     evaluate.main(["--model", str(trained_run / "best.pt"), "--data", str(csv_path), "--split", "val",
                    "--tta", "crops", "--log", str(trained_run / "log.jsonl"), "--out-dir", str(out)])
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n"] == 42 and 0 <= metrics["accuracy"] <= 1
     assert set(metrics["per_class"]) == set(LABELS)
-    assert np.array(metrics["confusion"]).sum() == 42
+    confusion = np.array(metrics["confusion"])
+    assert metrics["n"] == confusion.sum() == 42 and metrics["accuracy"] == pytest.approx(np.trace(confusion) / 42)
     for png in ("confusion.png", "pr_curves.png", "reliability.png", "curves.png"):
         assert (out / png).stat().st_size > 1000
 
 
+# Exports compared with their checkpoint keep temperature 1 (--no-calibrate): on this separable
+# task the fitted temperature is 0.05, which saturates the softmax and would hide any error.
+
 def test_export_honours_the_contract_without_the_training_code(trained_run, csv_path, tmp_path):
     from training import export
     out = tmp_path / "fer.pt"
-    export.main(["--checkpoint", str(trained_run / "best.pt"), "--data", str(csv_path), "--out", str(out), "--test"])
+    export.main(["--checkpoint", str(trained_run / "best.pt"), "--data", str(csv_path), "--out", str(out), "--test",
+                 "--no-calibrate"])
     extra = {"meta.json": ""}
     module = torch.jit.load(str(out), _extra_files=extra)
     meta = json.loads(extra["meta.json"])
     assert meta["labels"] == list(LABELS)
     assert meta["params"] > 0 and meta["command"].startswith("python -m training.train")
-    assert 0 <= meta["val_accuracy"] <= 1 and 0 <= meta["test_accuracy"] <= 1 and meta["temperature"] > 0
+    assert meta["val_accuracy"] >= 0.9 and meta["test_accuracy"] >= 0.9 and meta["temperature"] == 1
 
     x = torch.rand(5, 1, 48, 48)
     probs = module(x)
@@ -226,7 +228,7 @@ def test_export_honours_the_contract_without_the_training_code(trained_run, csv_
     net, checkpoint = export.load_checkpoint_model(trained_run / "best.pt")
     with torch.no_grad():
         expected = (net(x) / meta["temperature"]).softmax(1)
-    assert torch.allclose(probs, expected, atol=0.03)
+    assert torch.allclose(probs, expected, rtol=0, atol=0.006)  # bf16: measured 0.0021
     with pytest.raises(torch.jit.Error, match="expected a float tensor of shape"):
         module(torch.rand(2, 3, 48, 48))
 
@@ -337,7 +339,7 @@ def test_int8_export_runs_quantised_kernels_and_agrees_with_the_checkpoint(train
     from training import export, recover
     out = tmp_path / "int8.pt"
     export.main(["--checkpoint", str(trained_run / "best.pt"), "--data", str(csv_path), "--out", str(out),
-                 "--dtype", "int8", "--calibration-images", "100"])
+                 "--dtype", "int8", "--calibration-images", "100", "--no-calibrate"])
     module, meta = export.load_exported(out)
     assert meta["dtype"] == "int8" and meta["quantisation"]["calibration_images"] == 100
     assert meta["quantisation"]["engine"] == "onednn"
@@ -351,20 +353,22 @@ def test_int8_export_runs_quantised_kernels_and_agrees_with_the_checkpoint(train
     net, _ = export.load_checkpoint_model(trained_run / "best.pt")
     with torch.no_grad():
         expected = (net(x) / meta["temperature"]).softmax(1)
-    assert (probs - expected).abs().max() < 0.1
-    assert (probs.argmax(1) == expected.argmax(1)).float().mean() >= 0.9
+    assert (probs - expected).abs().max() < 0.06  # measured 0.019
+    assert (probs.argmax(1) == expected.argmax(1)).float().mean() >= 0.95  # measured: all 42 agree
 
-    with pytest.raises(ValueError, match="is int8"):
-        recover.read_exported(out)
+    # Recovered from the int8 file (its weights dequantised, activations float again), the
+    # training net computes what the file computes, up to the file's activation rounding.
+    recover.main(["--exported", str(out), "--data", str(csv_path), "--out", str(tmp_path / "rec.pt")])
+    recovered, _ = export.load_checkpoint_model(tmp_path / "rec.pt")
+    with torch.no_grad():
+        again = (recovered(x) / meta["temperature"]).softmax(1)
+    assert (again - probs).abs().max() < 0.03  # measured 0.014 (0.0003 with the fitted temperature's saturated softmax)
 
     # The app loads it like any other file, with oneDNN graph fusion on or off.
     from recognition.classifier import load_classifier
-    try:
-        for fusion in (False, True):
-            served = load_classifier(out, fusion=fusion).module
-            assert torch.allclose(served(x[:5]), probs[:5], atol=1e-5)
-    finally:
-        torch.jit.enable_onednn_fusion(True)  # the app's setting, which other tests expect
+    for fusion in (False, True):
+        served = load_classifier(out, fusion=fusion).module
+        assert torch.allclose(served(x[:5]), probs[:5], atol=1e-5)
 
     # A fresh process, whose quantised engine is the default one, loads it through the app's
     # loader, which selects the engine the file names.
@@ -445,12 +449,12 @@ def test_ensemble_script_scores_each_checkpoint_and_their_averages(trained_run, 
                          cwd=Path(__file__).resolve().parent.parent, check=True, capture_output=True, text=True).stdout
     scores = {line.split("  ", 1)[1]: float(line.split("%")[0]) for line in out.splitlines() if "%  " in line}
     assert set(scores) == {best, last, f"{best} + {last}"}
-    assert all(0 <= s <= 100 for s in scores.values())
+    assert all(90 <= s <= 100 for s in scores.values())  # both have learnt the task
 
 
 def test_profile_script_shows_the_shipped_files_quantised_convs():
     root = Path(__file__).resolve().parent.parent
-    out = subprocess.run([sys.executable, "scripts/profile_model.py", "model/fer.pt", "--batch", "4", "--repeats", "2"],
+    out = subprocess.run([sys.executable, "scripts/profile_model.py", "model/fer.onednn.pt", "--batch", "4", "--repeats", "2"],
                          cwd=root, check=True, capture_output=True, text=True).stdout
     assert "batch 4" in out and "quantized::conv2d" in out and "[8, 1, 48, 48]" in out  # both flip views in one batch
 
@@ -478,6 +482,44 @@ def test_mirror_pair_training_validates_the_flip_tta_function(csv_path, tmp_path
     loss = lambda z: torch.nn.functional.cross_entropy(z, torch.from_numpy(val.labels)).item()  # noqa: E731
     assert log[-1]["val_loss"] == pytest.approx(loss(logits), rel=1e-5)
     assert log[-1]["val_loss"] != pytest.approx(loss(predict_logits(model, val.images, precision=checkpoint["config"]["precision"])), rel=1e-5)
+
+
+
+def test_a_mirror_pair_step_descends_the_loss_of_the_averaged_logits():
+    from types import SimpleNamespace
+    from training.engine import mirror_pair_logits, train_one_epoch
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))  # no dropout or BatchNorm: one step is exact
+    images, labels = torch.rand(8, 1, 48, 48), torch.arange(8) % 7
+    cfg = SimpleNamespace(batch_size=8, channels_last=False, mixup=0, precision="fp32", mirror_pair=True,
+                          label_smoothing=0.0)
+
+    def stepped(logits_of):
+        """A copy of net after one SGD step on the loss of logits_of(copy, images)."""
+        model = copy.deepcopy(net)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        nn.functional.cross_entropy(logits_of(model, images), labels).backward()
+        optimizer.step()
+        return model
+
+    trained = copy.deepcopy(net)
+    loss, _ = train_one_epoch(trained, images, labels, lambda x: x, torch.optim.SGD(trained.parameters(), lr=0.5),
+                              None, "epoch", cfg, 1)
+    with torch.no_grad():
+        assert loss == pytest.approx(nn.functional.cross_entropy(mirror_pair_logits(net, images), labels).item(), rel=1e-6)
+    averaged, plain = stepped(mirror_pair_logits), stepped(lambda model, x: model(x))
+    for got, want, other in zip(trained.parameters(), averaged.parameters(), plain.parameters()):
+        assert torch.allclose(got, want, rtol=0, atol=1e-6)
+        assert not torch.allclose(got, other, rtol=0, atol=1e-4)
+
+
+def test_fitted_temperature_is_the_one_the_labels_were_drawn_with():
+    from training.export import fit_temperature
+    generator = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(20_000, 7, generator=generator)
+    labels = torch.multinomial((logits / 2.0).softmax(1), 1, generator=generator).squeeze(1)
+    # Measured over seeds 0-4: within 1.0% of 2 (0.6% for seed 0); the sampling noise of 20,000 labels.
+    assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.03)
 
 
 FERPLUS_HEADER = "ferplus_image,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"

@@ -9,7 +9,9 @@ function in both modes: with the per-channel mean m and variance v of each conv'
 training images, BatchNorm gets running statistics (m, v), scale sqrt(v + eps) and shift
 m + folded bias. The recovered checkpoint works with --init, --teacher, evaluate and export;
 its eval-mode logits equal the exported file's (before its temperature) up to the serving
-dtype's rounding. Optimiser state and history are not recovered: it is a start, not a resume.
+dtype's rounding; from an int8 file, the weights are the int8 ones dequantised, and the
+activations, which the file rounds to uint8, are float again. Optimiser state and history are
+not recovered: it is a start, not a resume.
 """
 import argparse
 from pathlib import Path
@@ -24,16 +26,47 @@ from training.models import build_model
 
 
 def read_exported(path):
-    """(meta dict, [(weight, bias)] of every conv and linear in execution order) of an exported file."""
+    """(meta dict, [(weight, bias)] of every conv and linear in graph order) of an exported file.
+
+    Float files keep their (BatchNorm-folded) weights as graph constants; int8 files keep them
+    packed for the quantised kernels, and are unpacked and dequantised here, with the std that
+    the int8 export folds into the first conv taken out again.
+    """
     module, meta = load_exported(path)
-    if meta.get("dtype") == "int8":
-        raise ValueError(f"{path} is int8: its weights are packed for the quantised kernels; recover from a bf16 or fp32 export")
     layers = []
     for node in module.graph.nodes():
-        if node.kind() in ("aten::conv2d", "aten::linear"):
+        kind = node.kind()
+        if kind in ("aten::conv2d", "aten::linear"):
             weight, bias = (node.inputsAt(i).toIValue() for i in (1, 2))
-            layers.append((weight.float(), None if bias is None else bias.float()))
+        elif kind.startswith(("quantized::conv2d", "quantized::linear")) and "unpack" not in kind:
+            packed = next(v for v in (i.toIValue() for i in node.inputs()) if isinstance(v, torch.ScriptObject))
+            unpack = torch.ops.quantized.linear_unpack if "linear" in kind else torch.ops.quantized.conv2d_unpack
+            weight, bias = unpack(packed)
+            weight = weight.dequantize()
+        else:
+            continue
+        layers.append((weight.float(), None if bias is None else bias.float()))
+    if meta.get("dtype") == "int8" and layers:
+        first_weight, first_bias = layers[0]
+        layers[0] = (first_weight * meta["normalisation"]["std"], first_bias)
     return meta, layers
+
+
+def pair_layers(order, layers):
+    """[(module, (weight, bias))]: each module with the first unused exported layer of its weight shape.
+
+    Graph order is execution order, except that an int8 graph runs a block's projection
+    shortcut before the conv whose residual add it absorbs; layers of one shape keep their order.
+    """
+    unused = list(range(len(layers)))
+    pairs = []
+    for module in order:
+        match = next((i for i in unused if layers[i][0].shape == module.weight.shape), None)
+        if match is None:
+            raise ValueError(f"no exported layer of shape {tuple(module.weight.shape)} left for {type(module).__name__}")
+        unused.remove(match)
+        pairs.append((module, layers[match]))
+    return pairs
 
 
 def execution_order(net):
@@ -69,9 +102,7 @@ def recover_net(architecture, layers, images):
         raise ValueError(f"the exported graph has {len(layers)} conv/linear layers; {architecture} has {len(order)}")
     bns = following_batchnorm(net)
     with torch.no_grad():
-        for module, (weight, bias) in zip(order, layers):
-            if module.weight.shape != weight.shape:
-                raise ValueError(f"shape mismatch: {tuple(module.weight.shape)} vs {tuple(weight.shape)}")
+        for module, (weight, bias) in pair_layers(order, layers):
             module.weight.copy_(weight)
             if module in bns:
                 # Identity BatchNorm plus the folded bias, so the net computes the exported function.

@@ -1,0 +1,92 @@
+"""The shipped model files: model/fer.pt, which any PyTorch build runs, and the faster
+engine-specific file beside it, which the app serves only where it loads and agrees."""
+import json
+import logging
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT
+from recognition.classifier import PROBE_FACES, classify, engine_files, load_classifier, load_model_file
+
+MODEL = ROOT / "model" / "fer.pt"
+ONEDNN = ROOT / "model" / "fer.onednn.pt"
+
+
+def test_portable_file_runs_with_pytorch_defaults_in_a_fresh_process():
+    script = ("import torch; m = torch.jit.load('model/fer.pt'); p = m(torch.rand(4, 1, 48, 48)); "
+              "print(list(p.shape), round(float(p.sum()), 4), sorted({n.kind() for n in m.graph.nodes()}))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("[4, 7] 4.0")
+    assert "quantized::" not in done.stdout and "quantize" not in done.stderr
+
+
+def test_the_app_serves_the_onednn_file_where_this_build_has_the_engine():
+    served = load_classifier(MODEL)
+    has_onednn = "onednn" in torch.backends.quantized.supported_engines
+    assert engine_files(MODEL) == ([ONEDNN] if has_onednn else [])
+    assert served.meta["dtype"] == ("int8" if has_onednn else "fp32")
+
+
+def test_the_two_shipped_files_give_the_same_answer_on_a_face():
+    face = np.array(Image.open(ROOT / "static" / "samples" / "face-crop.png").convert("L").resize((48, 48), Image.Resampling.BOX))
+    portable, fast = load_model_file(MODEL), load_model_file(ONEDNN)
+    a, b = classify(portable, face[None]), classify(fast, face[None])
+    assert a.argmax() == b.argmax()
+    assert np.abs(a - b).max() < 0.01
+
+
+class Swapped(torch.nn.Module):
+    """Another model: the portable file with its happy and sad outputs exchanged."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        return self.module(x)[:, [0, 1, 2, 4, 3, 5, 6]]
+
+
+def write_swapped(path):
+    extra = {"meta.json": ""}
+    module = torch.jit.load(str(MODEL), _extra_files=extra)
+    torch.jit.save(torch.jit.script(Swapped(module)), str(path), _extra_files=extra)
+
+
+@pytest.mark.parametrize("broken", ["corrupt", "another model"])
+def test_the_app_falls_back_to_the_portable_file(tmp_path, caplog, broken):
+    shutil.copy(MODEL, tmp_path / "fer.pt")
+    fast = tmp_path / "fer.onednn.pt"
+    if broken == "corrupt":
+        fast.write_bytes(b"PK\x03\x04 not a model")
+    else:
+        write_swapped(fast)
+    with caplog.at_level(logging.WARNING, logger="recognition.classifier"):
+        served = load_classifier(tmp_path / "fer.pt")
+    assert served.meta["dtype"] == "fp32"
+    np.testing.assert_allclose(classify(served, PROBE_FACES), classify(load_model_file(MODEL), PROBE_FACES), atol=1e-6)
+    assert f"serving {tmp_path / 'fer.pt'}" in caplog.text and str(fast) in caplog.text
+
+
+def test_a_file_for_an_engine_this_build_lacks_is_never_tried(tmp_path):
+    shutil.copy(MODEL, tmp_path / "fer.pt")
+    shutil.copy(ONEDNN, tmp_path / "fer.nosuchengine.pt")
+    assert engine_files(tmp_path / "fer.pt") == []
+    assert load_classifier(tmp_path / "fer.pt").meta["dtype"] == "fp32"
+
+
+def test_shipped_files_describe_themselves():
+    metas = {}
+    for path in (MODEL, ONEDNN):
+        extra = {"meta.json": ""}
+        torch.jit.load(str(path), _extra_files=extra)
+        metas[path.name] = json.loads(extra["meta.json"])
+    assert metas["fer.pt"]["dtype"] == "fp32" and metas["fer.pt"]["quantisation"] is None
+    assert metas["fer.onednn.pt"]["quantisation"]["engine"] == "onednn"
+    assert metas["fer.pt"]["architecture"] == metas["fer.onednn.pt"]["architecture"]
