@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 
 from recognition.classifier import classify
-from recognition.faces import clip_box, crop_face, resize_face
+from recognition.faces import FACE_SIZE, clip_box, crop_face, resize_face
 from recognition.images import DEFAULT_MAX_PIXELS, decode_image
 
 MODES = ("faces", "whole")
@@ -19,6 +19,15 @@ def face_result(box, probs, labels):
             "dominant_emotion": labels[best], "confidence": float(probs[best])}
 
 
+def find_faces(rgb, grey, detector):
+    """(boxes clipped to the image, 48x48 grey crops) of every face the detector finds, largest first."""
+    boxes = detector.detect(rgb)
+    crops = (np.stack([crop_face(grey, box, detector.settings) for box in boxes]) if boxes
+             else np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8))
+    height, width = grey.shape
+    return [clip_box(box, width, height) for box in boxes], crops
+
+
 def recognize(data, classifier, detector, mode="faces", max_pixels=DEFAULT_MAX_PIXELS):
     """Every face in an uploaded image with its emotions, largest face first, plus timings."""
     t0 = time.perf_counter()
@@ -30,10 +39,7 @@ def recognize(data, classifier, detector, mode="faces", max_pixels=DEFAULT_MAX_P
         boxes = [(0, 0, width, height)]
         crops = resize_face(grey)[None]
     else:
-        boxes = detector.detect(rgb)
-        crops = (np.stack([crop_face(grey, box, detector.settings) for box in boxes]) if boxes
-                 else np.zeros((0, 48, 48), np.uint8))
-        boxes = [clip_box(box, width, height) for box in boxes]
+        boxes, crops = find_faces(rgb, grey, detector)
     t2 = time.perf_counter()
     probs = classify(classifier, crops)
     t3 = time.perf_counter()
