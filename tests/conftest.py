@@ -1,10 +1,15 @@
-"""Shared fixtures: the app on the committed model, a client, and images made in memory."""
+"""Shared fixtures: the app on the committed model, a client, and images made in memory; hermetic runs."""
 import io
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import settings
 from PIL import Image
 from skimage import data as skdata
 
@@ -12,6 +17,54 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
+
+# The same examples on every run, and no example database written into the working tree.
+settings.register_profile("hermetic", derandomize=True, database=None)
+settings.load_profile("hermetic")
+
+SERVER_SETTINGS = ("WEB_CONCURRENCY", "GUNICORN_THREADS")
+# Where caches would go under the home directory: the training data cache, matplotlib's font
+# cache, XDG caches (pip's among them) and gunicorn's control socket.
+CACHES = {"FER_CACHE": "fer", "MPLCONFIGDIR": "matplotlib", "XDG_CACHE_HOME": "cache", "XDG_RUNTIME_DIR": "run"}
+hermetic = pytest.MonkeyPatch()
+SCRATCH = pytest.StashKey[Path]()
+
+
+def pytest_configure(config):
+    """Run the tests without the shell's FER_* and server settings, with caches in a temporary folder.
+
+    A hook rather than a session fixture: training.data reads FER_CACHE when it is imported,
+    which happens while the tests are collected, before any fixture runs.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="fer-tests-"))
+    for name in list(os.environ):
+        if name.startswith("FER_") or name in SERVER_SETTINGS:
+            hermetic.delenv(name)
+    for name, folder in CACHES.items():
+        (scratch / folder).mkdir(mode=0o700)
+        hermetic.setenv(name, str(scratch / folder))
+    config.stash[SCRATCH] = scratch
+
+
+def pytest_unconfigure(config):
+    hermetic.undo()
+    if SCRATCH in config.stash:
+        shutil.rmtree(config.stash[SCRATCH], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def torch_settings():
+    """Give back the process-wide torch settings a test changes: thread count, graph fusion, quantised engine.
+
+    create_app and training.train set them for their whole process; the session's app is made
+    before this fixture runs, so its settings are the ones kept.
+    """
+    saved = torch.get_num_threads(), torch.jit.onednn_fusion_enabled(), torch.backends.quantized.engine
+    yield
+    threads, fusion, engine = saved
+    torch.set_num_threads(threads)
+    torch.jit.enable_onednn_fusion(fusion)
+    torch.backends.quantized.engine = engine
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +84,28 @@ def encode(image, fmt="JPEG", **params):
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **params)
     return buffer.getvalue()
+
+
+# EXIF orientation (tag 0x0112) -> how a camera stores an upright picture under that tag: a viewer
+# undoes it. From the EXIF 2.3 standard's description of where row 0 and column 0 of the stored
+# image belong, not from Pillow.
+EXIF_STORED = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],                          # mirrored left to right
+    3: lambda a: a[::-1, ::-1],                       # turned 180 degrees
+    4: lambda a: a[::-1],                             # mirrored top to bottom
+    5: lambda a: a.swapaxes(0, 1),                    # mirrored along the main diagonal
+    6: lambda a: np.rot90(a, 1),                      # turned 90 degrees anticlockwise
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),       # mirrored along the other diagonal
+    8: lambda a: np.rot90(a, -1),                     # turned 90 degrees clockwise
+}
+
+
+def oriented(upright, orientation, fmt):
+    """File bytes that hold the upright array stored the way EXIF `orientation` says, with that tag."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(np.ascontiguousarray(EXIF_STORED[orientation](upright)), fmt, exif=exif)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ def fresh_venv(tmp_path_factory):
     return venv / "bin"
 
 
+@pytest.mark.network
 def test_procfile_starts_in_a_fresh_virtualenv_and_answers(fresh_venv, astronaut_jpeg):
     with procfile_server(bin_dir=fresh_venv) as (base, process, startup):
         print(f"first answer {startup:.1f} s after start")
@@ -30,6 +31,7 @@ def test_procfile_starts_in_a_fresh_virtualenv_and_answers(fresh_venv, astronaut
         assert status == 400 and json.loads(body)["error"]["code"] == "invalid_image"
 
 
+@pytest.mark.network
 def test_missing_model_refuses_to_start_with_one_line(fresh_venv, tmp_path):
     missing = tmp_path / "missing.pt"
     env = {**os.environ, "PORT": "0", "FER_MODEL_PATH": str(missing), "PATH": f"{fresh_venv}:{os.environ['PATH']}"}
