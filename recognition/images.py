@@ -38,8 +38,8 @@ def open_image(data, max_pixels=DEFAULT_MAX_PIXELS):
                             f"send one of {', '.join(sorted(SUPPORTED_FORMATS - {'MPO'}))}")
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageRejected(413, "too_many_pixels", f"the image is {width}x{height} = {width * height / 1e6:.1f} "
-                            f"megapixels; the limit is {max_pixels / 1e6:.0f} megapixels")
+        raise ImageRejected(413, "too_many_pixels", f"the image is {width}x{height} = {width * height:,} pixels; "
+                            f"the limit is {max_pixels:,}")
     if width < 1 or height < 1:
         raise ImageRejected(400, "invalid_image", f"the image has no pixels ({width}x{height})")
     return image
