@@ -5,9 +5,23 @@ runs a few threads so that a slow upload does not hold a core. Memory measured b
 scripts/benchmark_app.py; see README "Performance".
 """
 import os
+import sys
 
-workers = int(os.environ.get("WEB_CONCURRENCY", 2))
-threads = int(os.environ.get("GUNICORN_THREADS", 4))
+
+def positive_int(variable, default):
+    """A count from the environment; a bad one stops start-up with one line that names it."""
+    text = os.environ.get(variable, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        sys.exit(f"error: cannot start: {variable} is {text!r}, not a whole number of at least 1")
+    return value
+
+
+workers = positive_int("WEB_CONCURRENCY", 2)
+threads = positive_int("GUNICORN_THREADS", 4)
 worker_class = "gthread"
 preload_app = True
 timeout = 30

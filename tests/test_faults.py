@@ -12,8 +12,9 @@ from server import ROOT, procfile_command  # noqa: E402
 VENV_BIN = str(Path(sys.executable).parent)
 
 
-def start_with_model(model_path):
-    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "FER_MODEL_PATH": str(model_path)}
+def start_procfile(**settings):
+    """Run the Procfile's command with only these environment variables set; it is expected to stop."""
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", **settings}
     return subprocess.run(procfile_command(0), shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -23,12 +24,22 @@ def test_bad_model_file_stops_start_up_with_one_line(tmp_path, content, problem)
     path = tmp_path / "fer.pt"
     if content is not None:
         path.write_bytes(content)
-    result = start_with_model(path)
+    result = start_procfile(FER_MODEL_PATH=str(path))
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot start: {path}: {problem}")
 
 
+@pytest.mark.parametrize("variable,value", [("WEB_CONCURRENCY", "0"), ("GUNICORN_THREADS", "four"),
+                                            ("GUNICORN_THREADS", "0"), ("GUNICORN_THREADS", "-2")])
+def test_bad_server_setting_stops_start_up_with_one_line(variable, value):
+    result = start_procfile(**{variable: value})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot start: {variable} is {value!r}, not a whole number of at least 1"]
+
+
+@pytest.mark.load
 def test_sustained_load_has_no_errors_and_memory_stays_flat():
     r = run(clients=8, seconds=8)
     print(r)
@@ -36,6 +47,7 @@ def test_sustained_load_has_no_errors_and_memory_stays_flat():
     assert r["growth"] < 0.10
 
 
+@pytest.mark.load
 def test_killed_worker_is_replaced_and_requests_keep_succeeding():
     r = run(clients=8, seconds=8, kill_at=3)
     print(f"{r['errors']} failed of {r['requests']} requests while a worker was killed")
