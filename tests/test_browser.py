@@ -70,7 +70,7 @@ def test_page_loads_with_no_console_errors_and_a_strict_csp(page, live_server):
     response = page.request.get(live_server + "/")
     assert "script-src 'self'" in response.headers["content-security-policy"]
     assert page.evaluate("typeof jQuery") == "function"
-    page.wait_for_timeout(300)
+    page.wait_for_load_state("networkidle")  # every script and stylesheet has run or failed
     assert page.problems == []
 
 
@@ -97,7 +97,6 @@ def test_overlay_stays_aligned_when_the_window_is_resized(page, astronaut_jpeg):
     upload(page, "astronaut.jpg", astronaut_jpeg)
     expect(page.locator(".face-box")).to_have_count(1)
     page.set_viewport_size({"width": 420, "height": 800})
-    page.wait_for_timeout(200)
     img, box = page.locator("#photo").bounding_box(), page.locator(".face-box").bounding_box()
     relative = (box["x"] - img["x"]) / img["width"]
     assert 0.25 < relative < 0.45 and box["width"] < img["width"] / 3
