@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from training.data import DEFAULT_DATA, load_dataset  # noqa: E402
 from training.engine import predict_logits  # noqa: E402
-from training.export import load_checkpoint_model  # noqa: E402
+from training.checkpoint import load_checkpoint_model  # noqa: E402
 
 
 def main():

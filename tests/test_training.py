@@ -13,6 +13,7 @@ from PIL import Image
 from torch import nn
 
 from training import augment, data, models, train
+from training.checkpoint import load_checkpoint_model
 from training.data import DataError, LABELS
 
 USAGES = ["Training"] * 6 + ["PublicTest"] * 2 + ["PrivateTest"] * 2
@@ -225,7 +226,7 @@ def test_export_honours_the_contract_without_the_training_code(trained_run, csv_
     assert torch.allclose(probs.sum(1), torch.ones(5), atol=1e-4)
 
     # Normalisation lives inside the file: it must match the checkpoint's net fed normalised input.
-    net, checkpoint = export.load_checkpoint_model(trained_run / "best.pt")
+    net, checkpoint = load_checkpoint_model(trained_run / "best.pt")
     with torch.no_grad():
         expected = (net(x) / meta["temperature"]).softmax(1)
     assert torch.allclose(probs, expected, rtol=0, atol=0.006)  # bf16: measured 0.0021
@@ -301,7 +302,7 @@ def test_recovered_checkpoint_computes_the_exported_function_in_both_batchnorm_m
     export.main(["--checkpoint", str(trained_run / "best.pt"), "--data", str(csv_path), "--out", str(exported),
                  "--dtype", "fp32"] + (["--flip-tta"] if flip else []))
     recover.main(["--exported", str(exported), "--data", str(csv_path), "--out", str(tmp_path / "rec.pt")])
-    model, checkpoint = export.load_checkpoint_model(tmp_path / "rec.pt")
+    model, checkpoint = load_checkpoint_model(tmp_path / "rec.pt")
     original = torch.load(trained_run / "best.pt", weights_only=False)
     assert checkpoint["config"] == original["config"] and checkpoint["mean"] == original["mean"]
 
@@ -350,7 +351,7 @@ def test_int8_export_runs_quantised_kernels_and_agrees_with_the_checkpoint(train
     probs = module(x)
     assert probs.shape == (len(x), 7) and probs.dtype == torch.float32
     assert torch.allclose(probs.sum(1), torch.ones(len(x)), atol=1e-4)
-    net, _ = export.load_checkpoint_model(trained_run / "best.pt")
+    net, _ = load_checkpoint_model(trained_run / "best.pt")
     with torch.no_grad():
         expected = (net(x) / meta["temperature"]).softmax(1)
     assert (probs - expected).abs().max() < 0.06  # measured 0.019
@@ -359,7 +360,7 @@ def test_int8_export_runs_quantised_kernels_and_agrees_with_the_checkpoint(train
     # Recovered from the int8 file (its weights dequantised, activations float again), the
     # training net computes what the file computes, up to the file's activation rounding.
     recover.main(["--exported", str(out), "--data", str(csv_path), "--out", str(tmp_path / "rec.pt")])
-    recovered, _ = export.load_checkpoint_model(tmp_path / "rec.pt")
+    recovered, _ = load_checkpoint_model(tmp_path / "rec.pt")
     with torch.no_grad():
         again = (recovered(x) / meta["temperature"]).softmax(1)
     assert (again - probs).abs().max() < 0.03  # measured 0.014 (0.0003 with the fitted temperature's saturated softmax)
@@ -400,11 +401,28 @@ def test_fold_normalisation_moves_the_std_into_the_first_conv():
         fold_normalisation(nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7)), std)
 
 
+def test_compact_checkpoint_is_a_small_start_and_teacher_computing_the_same_function(trained_run, csv_path, tmp_path):
+    from training import checkpoint
+    compact = tmp_path / "compact.pt"
+    checkpoint.main(["--compact", str(trained_run / "best.pt"), "--out", str(compact)])
+    saved = checkpoint.load_checkpoint(compact)
+    assert not set(checkpoint.RUN_STATE) & set(saved)
+    assert saved["command"] == checkpoint.load_checkpoint(trained_run / "best.pt")["command"]
+    assert compact.stat().st_size < 0.55 * (trained_run / "best.pt").stat().st_size
+    (small, _), (full, _) = load_checkpoint_model(compact), load_checkpoint_model(trained_run / "best.pt")
+    x = torch.rand(8, 1, 48, 48)
+    with torch.no_grad():
+        assert next(small.parameters()).dtype == torch.float32
+        assert (small(x).softmax(1) - full(x).softmax(1)).abs().max() < 1e-3  # float16 rounding: 1.4e-5 on stage 1
+    train.main(run_args(csv_path, tmp_path / "next", epochs=1) + ["--init", str(compact), "--teacher", str(compact)])
+    assert (tmp_path / "next" / "best.pt").exists()
+
+
 def shrink_checkpoint(trained_run, out, flags, model):
     """Run training.shrink on the trained fernet; (shrunk net, its checkpoint, full net, full checkpoint)."""
-    from training import export, shrink
+    from training import shrink
     shrink.main(["--checkpoint", str(trained_run / "best.pt"), *flags, "--model", model, "--out", str(out)])
-    return (*export.load_checkpoint_model(out), *export.load_checkpoint_model(trained_run / "best.pt"))
+    return (*load_checkpoint_model(out), *load_checkpoint_model(trained_run / "best.pt"))
 
 
 def test_shrink_drops_a_residual_block_and_the_rest_computes_as_before(trained_run, tmp_path):
@@ -471,7 +489,6 @@ def test_mirror_pair_logits_are_the_flip_tta_function():
 def test_mirror_pair_training_validates_the_flip_tta_function(csv_path, tmp_path):
     from training.data import load_dataset
     from training.engine import predict_logits
-    from training.export import load_checkpoint_model
     train.main(run_args(csv_path, tmp_path, epochs=2) + ["--mirror-pair"])
     model, checkpoint = load_checkpoint_model(tmp_path / "last.pt")
     assert checkpoint["config"]["mirror_pair"] is True

@@ -1,8 +1,6 @@
 """The pieces the training and evaluation scripts share: optimisers, schedulers, loops."""
 import contextlib
-import os
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -192,11 +190,3 @@ def seed_everything(seed):
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
-
-
-def save_atomic(obj, path):
-    """torch.save to a temporary file, then rename, so a crash never leaves half a checkpoint."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)

@@ -31,8 +31,8 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 from torch.fx.experimental.optimization import fuse
 
 from training.data import LABELS, load_dataset, truncate
-from training.engine import Normalize, predict_probs, to_tensor
-from training.models import build_model
+from training.checkpoint import load_checkpoint_model
+from training.engine import predict_probs, to_tensor
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CALIBRATION_IMAGES = 2048
@@ -96,15 +96,6 @@ class Exported(nn.Module):
         if self.flip_tta:
             logits = (logits[:n] + logits[n:]) / 2
         return F.softmax(logits / self.temperature, dim=1)
-
-
-def load_checkpoint_model(path):
-    """(Normalize + net in eval mode, checkpoint dict) from a training checkpoint."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    model = nn.Sequential(Normalize(checkpoint["mean"], checkpoint["std"]),
-                          build_model(checkpoint["config"]["model"]))
-    model.load_state_dict(checkpoint["model"])
-    return model.eval(), checkpoint
 
 
 def fit_temperature(logits, labels):

@@ -14,15 +14,15 @@ activations, which the file rounds to uint8, are float again. Optimiser state an
 not recovered: it is a start, not a resume.
 """
 import argparse
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from training.data import LABELS, load_dataset
-from training.engine import Normalize, save_atomic, to_tensor
+from training.data import load_dataset
+from training.checkpoint import make_checkpoint, save_atomic
+from training.engine import Normalize, to_tensor
 from training.export import load_exported
-from training.models import build_model
+from training.models import build_model, model_cost
 
 
 def read_exported(path):
@@ -142,10 +142,8 @@ def recover_checkpoint(exported_path, data_path=None, n_images=4096):
     images = normalize(to_tensor(train.images[:n_images]))
     net = recover_net(meta["architecture"], layers, images)
     model = nn.Sequential(normalize, net)
-    return {"model": model.state_dict(), "epoch": meta["epoch"], "best_val_acc": meta["val_accuracy"],
-            "config": config, "labels": LABELS, "mean": mean, "std": std,
-            "params": meta["params"], "macs": meta["macs"], "command": meta["command"],
-            "recovered_from": str(exported_path)}
+    return make_checkpoint(model.state_dict(), config, mean, std, model_cost(net), meta["command"],
+                           epoch=meta["epoch"], best_val_acc=meta["val_accuracy"], recovered_from=str(exported_path))
 
 
 def main(argv=None):
@@ -155,10 +153,8 @@ def main(argv=None):
     p.add_argument("--data", default=None, help="dataset for the BatchNorm statistics (default: the file's training --data)")
     args = p.parse_args(argv)
     checkpoint = recover_checkpoint(args.exported, args.data)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_atomic(checkpoint, out)
-    print(f"wrote {out} ({checkpoint['config']['model']}, epoch {checkpoint['epoch']}, from {args.exported})")
+    save_atomic(checkpoint, args.out)
+    print(f"wrote {args.out} ({checkpoint['config']['model']}, epoch {checkpoint['epoch']}, from {args.exported})")
 
 
 if __name__ == "__main__":

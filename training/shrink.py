@@ -21,12 +21,10 @@ estimate, without data, of how much each adds to the block's output.
 import argparse
 import re
 import sys
-from pathlib import Path
 
-import torch
 from torch.distributions import Normal
 
-from training.engine import save_atomic
+from training.checkpoint import load_checkpoint, make_checkpoint, save_atomic
 from training.models import build_model, model_cost
 
 STAGE_KEY = re.compile(r"^1\.2\.(\d+)\.(.*)$")  # Normalize is 0, the net 1; fernet's residual stages are its child 2
@@ -85,7 +83,7 @@ def main(argv=None):
     if args.drop_block is None and not args.slim_block:
         p.error("give --drop-block, --slim-block or both")
 
-    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint(args.checkpoint)
     if not checkpoint["config"]["model"].startswith("fernet"):
         raise SystemExit(f"{args.checkpoint} is {checkpoint['config']['model']}; shrink knows the fernet family's layout")
     state = checkpoint["model"]
@@ -106,15 +104,9 @@ def main(argv=None):
     except RuntimeError as e:
         raise SystemExit(f"the weights with {', '.join(changes)} do not form {args.model}: {str(e).splitlines()[0]}")
     cost = model_cost(net)
-    shrunk = {
-        "model": state, "epoch": 0, "history": [], "best_val_acc": 0.0,
-        "config": dict(checkpoint["config"], model=args.model),
-        "labels": checkpoint["labels"], "mean": checkpoint["mean"], "std": checkpoint["std"],
-        "params": cost.params, "macs": cost.macs,
-        "command": "python -m training.shrink " + " ".join(argv if argv is not None else sys.argv[1:]),
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save_atomic(shrunk, args.out)
+    command = "python -m training.shrink " + " ".join(argv if argv is not None else sys.argv[1:])
+    save_atomic(make_checkpoint(state, dict(checkpoint["config"], model=args.model), checkpoint["mean"],
+                                checkpoint["std"], cost, command), args.out)
     print(f"wrote {args.out}: {args.model}, {cost.params:,} parameters, {cost.macs / 1e6:.1f} M MACs "
           f"({', '.join(changes)} of {checkpoint['config']['model']})")
 

@@ -17,12 +17,12 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from training.augment import PRESETS, build_augment
-from training.data import (DEFAULT_DATA, DEFAULT_VOTES, LABELS, attach_votes, ferplus_majority, has_votes,
+from training.data import (DEFAULT_DATA, DEFAULT_VOTES, attach_votes, ferplus_majority, has_votes,
                            load_dataset, normalisation, soft_targets, truncate)
 from training.engine import (OPTIMIZERS, SCHEDULERS, Normalize, build_optimizer, build_scheduler,
-                             predict_logits, rng_state, save_atomic, seed_everything, set_rng_state,
-                             to_tensor, train_one_epoch)
-from training.export import load_checkpoint_model
+                             predict_logits, rng_state, seed_everything, set_rng_state, to_tensor,
+                             train_one_epoch)
+from training.checkpoint import load_checkpoint, load_checkpoint_model, make_checkpoint, save_atomic
 from training.models import MODELS, build_model, model_cost
 
 
@@ -169,7 +169,7 @@ def main(argv=None):
     if resume:
         if not last_path.exists():
             sys.exit(f"--resume: no checkpoint at {last_path}")
-        checkpoint = torch.load(last_path, weights_only=False)
+        checkpoint = load_checkpoint(last_path)
         saved = Config(**checkpoint["config"])
         if sets_budget(argv):
             saved = replace(saved, max_minutes=cfg.max_minutes)
@@ -195,7 +195,7 @@ def main(argv=None):
     # Model, augmentation, optimiser, schedule.
     model = build_training_model(cfg, mean, std)
     if cfg.init and not resume:
-        model.load_state_dict(torch.load(cfg.init, weights_only=False)["model"])
+        model.load_state_dict(load_checkpoint(cfg.init)["model"])
         print(f"initial weights from {cfg.init}")
     teacher = None
     if cfg.teacher:
@@ -258,11 +258,10 @@ def main(argv=None):
               f"acc {val_acc:.4f}" + (f" FER+ {val_ferplus:.4f}" if val_ferplus is not None else "")
               + f"{' *' if improved else ''} | lr {lr:.2e} | {history[-1]['seconds']:.0f}s", flush=True)
 
-        checkpoint = {"model": evaluated.state_dict(), "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch,
-                      "best_val_acc": best_acc, "stale": stale, "history": history,
-                      "config": asdict(cfg), "labels": LABELS, "mean": mean, "std": std,
-                      "params": cost.params, "macs": cost.macs, "command": command}
+        checkpoint = make_checkpoint(evaluated.state_dict(), asdict(cfg), mean, std, cost, command,
+                                     epoch=epoch, best_val_acc=best_acc, history=history,
+                                     optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                                     rng=rng_state(), stale=stale)
         if ema is not None:  # the weights being trained, to resume from; "model" holds the average
             checkpoint.update(train_model=model.state_dict(), ema=ema.state_dict())
         if improved:
