@@ -1,4 +1,5 @@
 """Start the app the way the Procfile does, on a free local port, for tests and benchmarks."""
+import http.client
 import io
 import os
 import shlex
@@ -87,7 +88,7 @@ def concurrent(url, photo, clients, seconds):
             t0 = time.perf_counter()
             try:
                 status, _ = post_image(url, photo, timeout=30)
-            except OSError:  # connection reset or refused, e.g. by a worker being killed
+            except (OSError, http.client.HTTPException):  # reset, refused or cut short, e.g. by a killed worker
                 status = 0
             with lock:
                 latencies.append((time.perf_counter() - t0) * 1e3)
