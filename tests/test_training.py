@@ -229,7 +229,7 @@ def test_export_honours_the_contract_without_the_training_code(trained_run, csv_
     net, checkpoint = load_checkpoint_model(trained_run / "best.pt")
     with torch.no_grad():
         expected = (net(x) / meta["temperature"]).softmax(1)
-    assert torch.allclose(probs, expected, rtol=0, atol=0.006)  # bf16: measured 0.0021
+    assert torch.allclose(probs, expected, rtol=0, atol=0.006)  # bf16: measured 0.0023, at most 0.0037 in 300 draws of x
     with pytest.raises(torch.jit.Error, match="expected a float tensor of shape"):
         module(torch.rand(2, 3, 48, 48))
 
