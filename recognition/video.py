@@ -24,6 +24,8 @@ class VideoOverLimit(VideoError):
 
 @dataclass(frozen=True)
 class VideoInfo:
+    """What the container says about a video."""
+
     fps: float
     frames: int      # as the container says; 0 where it does not know
     width: int
@@ -48,8 +50,8 @@ def open_video(source):
         fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0
         if not (fps > 0 and math.isfinite(fps)):
             raise VideoError("the file is not a video that FFmpeg can decode")
-        yield capture, VideoInfo(fps, max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))),
-                                 int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        yield capture, VideoInfo(fps, max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))), *size)
     finally:
         capture.release()
         del stream
@@ -63,7 +65,7 @@ def is_sampled(index, native_fps, fps):
 
 
 def sample_frames(capture, info, fps, start=0, stop=None, max_seconds=None):
-    """Yield (frame index, time in s, RGB array) of the sampled frames in [start, stop); VideoOverLimit past max_seconds."""
+    """Yield (frame index, time in s, RGB) of the sampled frames in [start, stop); VideoOverLimit past max_seconds."""
     if start:
         capture.set(cv2.CAP_PROP_POS_FRAMES, start)
     index = start

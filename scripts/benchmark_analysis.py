@@ -1,0 +1,86 @@
+"""Time the batch analysis (python -m recognition.analyze) against the targets of issue 15.
+
+    python scripts/benchmark_analysis.py                 # 600 photos, a 1-minute 720p video, Ray against local
+    python scripts/benchmark_analysis.py --no-ray --photos 200
+
+Prints, for the local engine with --workers processes: photos per second (640x480 JPEGs, one face
+each) and how much faster than real time a 1-minute 720p 30 fps video is analysed at 5 fps; then
+the Ray engine's time on this machine against the local engine's on the photos and the video
+together. Each figure is given whole and after start-up (starting the processes and loading the
+model in each), which a run on a few photos measures. The load average is printed with them:
+another busy process on the machine slows every figure.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis_media import write_photos, write_video  # noqa: E402  (scripts/ is on the path)
+from recognition.analyze import DEFAULT_MODEL, analyze  # noqa: E402
+from recognition.batch import Job  # noqa: E402
+from recognition.engine_local import IMAGES_PER_TASK  # noqa: E402
+
+
+def timed(inputs, out, job, **kwargs):
+    """Seconds one analysis takes, start-up included."""
+    start = time.perf_counter()
+    _, skipped, _ = analyze([str(p) for p in inputs], out, job, progress=False, **kwargs)
+    assert not skipped, skipped
+    return time.perf_counter() - start
+
+
+def verdict(value, target, higher_is_better=True):
+    """'met' or 'missed' against a target."""
+    return "met" if (value >= target if higher_is_better else value <= target) else "missed"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--photos", type=int, default=600, help="photos in the folder (default: 600)")
+    parser.add_argument("--video-seconds", type=float, default=60, help="length of the 720p video (default: 60)")
+    parser.add_argument("--workers", type=int, default=2, help="local processes and Ray CPUs (default: 2)")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray engine (default: run it)")
+    args = parser.parse_args()
+    job = Job(str(DEFAULT_MODEL))
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="fer-bench-") as tmp:
+        tmp = Path(tmp)
+        start = time.perf_counter()
+        photos = write_photos(tmp / "photos", args.photos)
+        video = write_video(tmp / "video.mp4", args.video_seconds, fps=30, size=(1280, 720), faces=1)
+        print(f"media made in {time.perf_counter() - start:.1f} s: {args.photos} photos 640x480, "
+              f"{args.video_seconds:g} s of 1280x720 at 30 fps")
+        out = tmp / "out.csv"
+        local = {"workers": args.workers}
+        few = photos[:args.workers * IMAGES_PER_TASK]  # a task for each process: the same start-up as the folder's
+        small = timed(few, out, job, **local)
+        folder = timed([tmp / "photos"], out, job, **local)
+        clip = timed([video], out, job, **local)
+        rate, rate_after = args.photos / folder, (args.photos - len(few)) / max(1e-9, folder - small)
+        startup = max(0.0, small - len(few) / rate_after)
+        speed, speed_after = args.video_seconds / clip, args.video_seconds / max(1e-9, clip - startup)
+        print(f"start-up ({args.workers} processes, from {len(few)} and {args.photos} photos): {startup:.2f} s")
+        print(f"photos: {args.photos} in {folder:.2f} s = {rate:.0f}/s whole, {rate_after:.0f}/s after start-up "
+              f"(target >= 150/s: {verdict(rate_after, 150)})")
+        print(f"video: {args.video_seconds:g} s of 720p in {clip:.2f} s = {speed:.1f}x real time whole, "
+              f"{speed_after:.1f}x after start-up (target >= 10x: {verdict(speed_after, 10)})")
+        if not args.no_ray:
+            import ray
+            start = time.perf_counter()
+            ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            print(f"Ray start (once per cluster, not counted below): {time.perf_counter() - start:.1f} s")
+            both = [tmp / "photos", video]
+            local_both = timed(both, out, job, **local)
+            ray_both = timed(both, out, job, engine="ray")
+            ray.shutdown()
+            print(f"photos + video: local {local_both:.2f} s, Ray {ray_both:.2f} s = {ray_both / local_both:.2f}x "
+                  f"(target <= 1.5x: {verdict(ray_both / local_both, 1.5, higher_is_better=False)})")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Batch analysis of folders and videos (python -m recognition.analyze)."""
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from recognition import analyze as analyze_module
+from recognition.analyze import analyze, main
+from recognition.batch import Collector, Job, find_sources, plan_units
+from recognition.engine_local import local_results
+from recognition.tracking import assign_tracks, smooth_tracks
+from recognition.video import VideoInfo, is_sampled, parts
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from analysis_media import write_photos, write_video  # noqa: E402
+
+MODEL = str(ROOT / "model" / "fer.pt")
+LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+REQUIRED = ["source", "frame", "time_s", "track", "x", "y", "w", "h", *LABELS, "dominant_emotion"]
+JOB = Job(MODEL)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """A folder with three one-face photos, a corrupt JPEG, and (one level down) a 4 s video of two moving faces."""
+    root = tmp_path_factory.mktemp("media")
+    write_photos(root, 3)
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    (root / "clips").mkdir()
+    write_video(root / "clips" / "two-faces.mp4", seconds=4, fps=15)
+    return root
+
+
+@pytest.fixture(scope="module")
+def video(media):
+    return media / "clips" / "two-faces.mp4"
+
+
+@pytest.fixture(scope="module")
+def folder_rows(media, tmp_path_factory):
+    """The rows of the whole folder, analysed once in this process, and what was skipped."""
+    out = tmp_path_factory.mktemp("out") / "results.csv"
+    _, skipped, _ = analyze([str(media)], out, JOB, progress=False)
+    return read_csv(out), skipped
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_folder_is_searched_recursively_in_order(media):
+    sources = find_sources([str(media)])
+    assert [Path(s).name for s in sources] == ["two-faces.mp4", "corrupt.jpg", "photo-00000.jpg",
+                                              "photo-00001.jpg", "photo-00002.jpg"]
+
+
+def test_rows_have_the_documented_columns_and_answers(folder_rows):
+    rows, _ = folder_rows
+    assert list(rows[0]) == REQUIRED
+    photos = [r for r in rows if r["source"].endswith(".jpg")]
+    assert len(photos) == 3
+    for row in rows:
+        probs = [float(row[label]) for label in LABELS]
+        assert abs(sum(probs) - 1) < 1e-4
+        assert row["dominant_emotion"] == LABELS[int(np.argmax(probs))]
+    for row in photos:
+        assert row["frame"] == row["time_s"] == row["track"] == ""
+        assert row["dominant_emotion"] == "happy"  # the astronaut's known emotion (tests/known_answers.py)
+
+
+def test_two_moving_faces_keep_one_track_each(folder_rows):
+    rows, _ = folder_rows
+    faces = [r for r in rows if r["source"].endswith(".mp4")]
+    tracks = {}
+    for row in faces:
+        tracks.setdefault(row["track"], []).append(row)
+    assert sorted(tracks) == ["1", "2"]
+    for track in tracks.values():
+        assert [int(r["frame"]) for r in track] == list(range(0, 60, 3))  # 15 fps sampled at 5
+        assert [float(r["time_s"]) for r in track] == [round(f / 15, 3) for f in range(0, 60, 3)]
+        xs = [int(r["x"]) for r in track]
+        ys = {int(r["y"]) < 240 for r in track}
+        assert len(ys) == 1, "a track jumped between the upper and the lower face"
+        upper = ys.pop()
+        assert xs == sorted(xs, reverse=not upper), "the upper face moves right, the lower one left"
+
+
+def test_a_corrupt_file_is_named_on_stderr_and_skipped(media, tmp_path, capsys):
+    main([str(media / "corrupt.jpg"), str(media / "photo-00000.jpg"), str(tmp_path / "missing.png"),
+          "--out", str(tmp_path / "r.csv"), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert f"skipped {media / 'corrupt.jpg'}: the upload is not an image" in err
+    assert f"skipped {tmp_path / 'missing.png'}: No such file or directory" in err
+    assert "1 sources written" in err and "2 skipped" in err
+    assert [r["source"] for r in read_csv(tmp_path / "r.csv")] == [str(media / "photo-00000.jpg")]
+
+
+def test_the_corrupt_file_of_the_folder_run_is_skipped(folder_rows, media):
+    rows, skipped = folder_rows
+    assert list(skipped) == [str(media / "corrupt.jpg")]
+    assert str(media / "corrupt.jpg") not in {r["source"] for r in rows}
+
+
+def test_an_image_without_a_face_gets_one_row_with_its_source_only(tmp_path):
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 160, 3), 90, np.uint8))
+    analyze([str(blank)], tmp_path / "r.csv", JOB, progress=False)
+    assert read_csv(tmp_path / "r.csv") == [{**dict.fromkeys(REQUIRED, ""), "source": str(blank)}]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_resume_skips_the_sources_already_written(media, tmp_path, suffix, monkeypatch):
+    out = tmp_path / f"r{suffix}"
+    photos = sorted(str(p) for p in media.glob("photo-*.jpg"))
+    analyze(photos[:2], out, JOB, progress=False)
+    planned = []
+    real_plan = analyze_module.plan_units
+    monkeypatch.setattr(analyze_module, "plan_units",
+                        lambda sources, fps: planned.extend(sources) or real_plan(sources, fps))
+    analyze(photos, out, JOB, progress=False, resume=True)
+    assert planned == photos[2:]
+    if suffix == ".csv":
+        sources = [r["source"] for r in read_csv(out)]
+    else:
+        sources = [json.loads(line)["source"] for line in out.read_text().splitlines()]
+    assert sources == photos
+
+
+def test_resume_refuses_a_file_with_other_columns(media, tmp_path):
+    out = tmp_path / "r.csv"
+    out.write_text("source,score\nx.jpg,1\n")
+    with pytest.raises(SystemExit, match="cannot be resumed"):
+        main([str(media / "photo-00000.jpg"), "--out", str(out), "--resume", "--workers", "1"])
+
+
+def test_jsonl_holds_the_same_rows_with_nulls(media, tmp_path):
+    analyze([str(media / "photo-00001.jpg")], tmp_path / "r.jsonl", JOB, progress=False)
+    row = json.loads((tmp_path / "r.jsonl").read_text())
+    assert list(row) == REQUIRED and row["frame"] is None and row["track"] is None and row["w"] > 0
+
+
+def test_video_parts_give_the_rows_of_one_pass(video):
+    def rows(part_s):
+        units = plan_units([str(video)], 5.0, part_s)
+        collector = Collector(units, LABELS)
+        done = [collector.add(result) for result in local_results(JOB, units, workers=1)]
+        return len(units), [row for d in done if d for row in d[1]]
+
+    one_unit, whole = rows(10)
+    three_units, parted = rows(1.5)
+    assert (one_unit, three_units) == (1, 3)
+    assert parted == whole
+
+
+def test_smoothing_averages_each_track_over_time(video, tmp_path):
+    analyze([str(video)], tmp_path / "raw.csv", JOB, progress=False)
+    analyze([str(video)], tmp_path / "smooth.csv", JOB, progress=False, smooth=3)
+    raw, smooth = read_csv(tmp_path / "raw.csv"), read_csv(tmp_path / "smooth.csv")
+    track = [i for i, r in enumerate(raw) if r["track"] == "1"]
+    happy = np.array([float(raw[i]["happy"]) for i in track])
+    expected = [happy[max(0, j - 2):j + 1].mean() for j in range(len(happy))]
+    assert [float(smooth[i]["happy"]) for i in track] == pytest.approx(expected, abs=2e-6)
+
+
+def test_plot_writes_a_timeline_per_video_and_a_summary(media, video, tmp_path, capsys):
+    analyze([str(video), str(media / "photo-00000.jpg")], tmp_path / "r.csv", JOB, plot=tmp_path / "plots",
+            progress=False)
+    pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert len(pngs) == 1 and pngs[0].endswith("two-faces.mp4.png")
+    assert cv2.imread(str(tmp_path / "plots" / pngs[0])) is not None
+    summary = read_csv(tmp_path / "plots" / "summary.csv")
+    assert [(r["track"], r["samples"], r["happy"]) for r in summary] == [("1", "20", "1.0"), ("2", "20", "1.0")]
+    assert "happy" in capsys.readouterr().out
+
+
+def test_two_worker_processes_give_the_same_rows(media, folder_rows, tmp_path):
+    analyze([str(media)], tmp_path / "r.csv", JOB, workers=2, progress=False)
+    assert_same_rows(read_csv(tmp_path / "r.csv"), folder_rows[0])
+
+
+def test_the_ray_engine_gives_the_local_engines_rows(media, folder_rows, tmp_path):
+    import ray
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        _, skipped, _ = analyze([str(media)], tmp_path / "r.csv", JOB, engine="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert list(skipped) == list(folder_rows[1])
+    assert_same_rows(read_csv(tmp_path / "r.csv"), folder_rows[0])
+
+
+def assert_same_rows(rows, expected):
+    """Equal rows, probabilities within 1e-5 (a batch of another size may round the last digit apart)."""
+    assert len(rows) == len(expected)
+    for row, want in zip(rows, expected):
+        assert {k: row[k] for k in REQUIRED if k not in LABELS} == {k: want[k] for k in REQUIRED if k not in LABELS}
+        assert [float(row[k]) for k in LABELS] == pytest.approx([float(want[k]) for k in LABELS], abs=1e-5)
+
+
+# ---- tracking and sampling, as plain functions ----
+
+def test_a_face_gone_for_over_a_second_starts_a_new_track():
+    box = (100, 100, 50, 50)
+    assert assign_tracks([0.0, 0.2, 0.4, 1.6], [box] * 4) == [1, 1, 1, 2]
+
+
+def test_two_faces_in_a_frame_never_share_a_track():
+    a, b = (0, 0, 50, 50), (10, 0, 50, 50)
+    assert assign_tracks([0.0, 0.0, 0.2, 0.2], [a, b, b, a]) == [1, 2, 2, 1]
+
+
+def test_smoothing_stays_within_each_track():
+    probs = np.eye(2)[[0, 1, 1, 0]]
+    assert smooth_tracks(probs, [1, 2, 1, 2], 2).tolist() == [[1, 0], [0, 1], [0.5, 0.5], [0.5, 0.5]]
+
+
+@pytest.mark.parametrize("native,fps,per_second", [(30, 5, 5), (25, 5, 5), (15, 5, 5), (24, 10, 10), (4, 5, 4)])
+def test_sampling_takes_fps_frames_a_second(native, fps, per_second):
+    assert sum(is_sampled(i, native, fps) for i in range(native * 3)) == per_second * 3
+
+
+def test_parts_cover_the_video_and_the_last_is_open():
+    assert parts(VideoInfo(30, 700, 640, 480), 10) == [(0, 300), (300, 600), (600, None)]
+    assert parts(VideoInfo(30, 0, 640, 480), 10) == [(0, None)]
