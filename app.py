@@ -13,14 +13,17 @@ from pathlib import Path
 
 import torch
 from flask import Flask, Request, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from recognition.batch import video_detector
 from recognition.classifier import ModelError, load_classifier
+from recognition.clip import analyze_clip
 from recognition.faces import SharedDetector
 from recognition.images import ImageRejected
 from recognition.openapi import openapi_spec
-from recognition.pipeline import MODES, recognize
-from recognition.uploads import extract_images
+from recognition.pipeline import recognize
+from recognition.uploads import extract_images, shown
+from recognition.video import VideoError, VideoOverLimit
 
 __version__ = "0.1.0"
 ROOT = Path(__file__).resolve().parent
@@ -33,6 +36,9 @@ DEFAULTS = {
     "API_TOKEN": "",
     "DETECTOR": "blazeface",
     "FUSION": True,
+    "MAX_VIDEO_MB": 20.0,
+    "MAX_VIDEO_SECONDS": 30.0,
+    "VIDEO_FPS": 5.0,
 }
 
 
@@ -54,6 +60,8 @@ ENVIRONMENT = {
     "FER_API_TOKEN": ("API_TOKEN", str),
     "FER_DETECTOR": ("DETECTOR", str),
     "FER_FUSION": ("FUSION", boolean),
+    "FER_MAX_VIDEO_MB": ("MAX_VIDEO_MB", float),
+    "FER_MAX_VIDEO_SECONDS": ("MAX_VIDEO_SECONDS", float),
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
@@ -115,10 +123,13 @@ def check_token(app):
     expected = app.config["API_TOKEN"]
     if not expected:
         return None
-    sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if hmac.compare_digest(sent.encode(), expected.encode()):
+    # RFC 9110 and 6750: the scheme is case-insensitive and required; a bare token is not a credential.
+    scheme, _, sent = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(), expected.encode()):
         return None
-    return error(401, "unauthorized", "this server needs an API token: send 'Authorization: Bearer <token>'")
+    body, status = error(401, "unauthorized", "this server needs an API token: send 'Authorization: Bearer <token>'")
+    body.headers["WWW-Authenticate"] = "Bearer"
+    return body, status
 
 
 def register_routes(app):
@@ -128,7 +139,8 @@ def register_routes(app):
     @app.get("/")
     def index():
         return render_template("index.html", token_required=bool(app.config["API_TOKEN"]),
-                               max_upload_mb=app.config["MAX_UPLOAD_MB"])
+                               max_upload_mb=app.config["MAX_UPLOAD_MB"], max_video_mb=app.config["MAX_VIDEO_MB"],
+                               max_video_s=app.config["MAX_VIDEO_SECONDS"])
 
     @app.get("/healthz")
     def healthz():
@@ -146,8 +158,6 @@ def register_routes(app):
             return denied
         t0 = time.perf_counter()
         images, mode = extract_images(request)
-        if mode not in MODES:
-            raise ImageRejected(400, "invalid_mode", f"mode must be one of {', '.join(MODES)}")
         if len(images) > app.config["MAX_IMAGES"]:
             raise ImageRejected(400, "too_many_images", f"{len(images)} images sent; at most "
                                 f"{app.config['MAX_IMAGES']} per request")
@@ -165,10 +175,66 @@ def register_routes(app):
         body["time_ms"] = round((time.perf_counter() - t0) * 1e3, 2)
         return jsonify(body)
 
+    @app.post("/predict/video")
+    def predict_video():
+        denied = check_token(app)
+        if denied:
+            return denied
+        t0 = time.perf_counter()
+        data = video_upload(app.config["MAX_VIDEO_MB"])
+        try:
+            # A detector per request: a video holds it for seconds, and /predict's shared one stays free.
+            body = analyze_clip(data, classifier, video_detector(app.config["DETECTOR"]), app.config["VIDEO_FPS"],
+                                app.config["MAX_VIDEO_SECONDS"], app.config["MAX_PIXELS"])
+        except VideoOverLimit as e:
+            raise ImageRejected(413, "video_too_large", str(e)) from None
+        except VideoError as e:
+            raise ImageRejected(400, "invalid_video", f"{e} (send MP4, MOV, AVI, WebM or MKV)") from None
+        body["model"] = classifier.summary
+        body["time_ms"] = round((time.perf_counter() - t0) * 1e3, 2)
+        return jsonify(body)
+
     @app.after_request
     def security_headers(response):
         response.headers.update(SECURITY_HEADERS)
+        if request.path.startswith("/predict"):
+            response.headers["Cache-Control"] = "no-store"  # answers describe a user's photo
         return response
+
+
+def video_upload(max_mb):
+    """The bytes of the video in this request (multipart field video or file, or a raw video/* body),
+    read within max_mb; ImageRejected (the API's error) for anything else."""
+    too_large = ImageRejected(413, "video_too_large", f"the video is larger than the {max_mb:g} MB limit")
+    request.max_content_length = int(max_mb * 1024 * 1024)
+    if (request.content_length or 0) > request.max_content_length:
+        raise too_large
+    try:
+        if request.mimetype == "multipart/form-data":
+            part = request.files.get("video") or request.files.get("file")
+            if part is None:
+                raise ImageRejected(400, "missing_video", "send the video in a form field named 'video'")
+            kind, data = part.mimetype, part.read()
+        else:
+            kind, data = request.mimetype, request.get_data()
+    except RequestEntityTooLarge:
+        raise too_large from None
+    if kind and not kind.startswith("video/") and kind != "application/octet-stream":
+        raise ImageRejected(415, "unsupported_media_type", f"{shown(kind)} is not a video; send video/* "
+                            "(MP4, MOV, AVI, WebM or MKV) as the body or in a form field named 'video'")
+    if not data:
+        raise ImageRejected(400, "missing_video", "no video sent: POST it in a form field named 'video' or as the body")
+    return data
+
+
+def too_large_message(config):
+    """Why Werkzeug refused the request with 413: the whole body, or one form field that is not a file."""
+    length, limit = request.content_length, config["MAX_CONTENT_LENGTH"]
+    field_limit = config.get("MAX_FORM_MEMORY_SIZE")
+    if request.mimetype == "multipart/form-data" and length is not None and length <= limit and field_limit:
+        return (f"a form field that is not a file is larger than the {field_limit / 1000:g} KB limit "
+                "(send images as file parts)")
+    return f"the request is larger than the {config['MAX_UPLOAD_MB']:g} MB limit"
 
 
 def register_errors(app):
@@ -181,8 +247,12 @@ def register_errors(app):
     def http_error(e):
         code = e.name.lower().replace(" ", "_")
         if e.code == 413:
-            return error(413, "payload_too_large", f"the request is larger than the {app.config['MAX_UPLOAD_MB']:g} MB limit")
-        return error(e.code, code, e.description)
+            return error(413, "payload_too_large", too_large_message(app.config))
+        body, status = error(e.code, code, e.description)
+        for name, value in e.get_headers():  # Allow on a 405, as RFC 9110 requires
+            if name != "Content-Type":
+                body.headers[name] = value
+        return body, status
 
     @app.errorhandler(Exception)
     def unexpected(e):

@@ -65,6 +65,7 @@ def openapi_spec(version, labels, config):
                        for code, (text, schema) in errors.items()},
                 },
             }},
+            "/predict/video": video_path(labels, config),
             "/healthz": {"get": {"summary": "Model loaded, labels, face detector and version",
                                  "responses": {"200": {"description": "the service is up"}}}},
         },
@@ -74,3 +75,52 @@ def openapi_spec(version, labels, config):
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def video_path(labels, config):
+    """POST /predict/video: a short clip in, each face's track with its timeline and share of time per emotion out."""
+    error = {"$ref": "#/components/schemas/Error"}
+    errors = {
+        "400": "no video, or one that FFmpeg cannot decode",
+        "401": "API token required and not given (only when the server sets FER_API_TOKEN)",
+        "413": (f"video over {config['MAX_VIDEO_MB']:g} MB, longer than {config['MAX_VIDEO_SECONDS']:g} s, "
+                f"or with frames over {config['MAX_PIXELS'] / 1e6:g} megapixels"),
+        "415": "not a video: the Content-Type of the body or form part is not video/* or application/octet-stream",
+    }
+    emotions = {"type": "object", "required": labels,
+                "properties": {k: {"type": "number", "minimum": 0, "maximum": 1} for k in labels}}
+    point = {"type": "object", "properties": {
+        "frame": {"type": "integer", "description": "index of the frame in the video"},
+        "time_s": {"type": "number"},
+        "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
+                "description": "[x, y, width, height] in pixels of the frame"},
+        "emotions": emotions, "dominant_emotion": {"type": "string", "enum": labels}}}
+    track = {"type": "object", "properties": {
+        "track": {"type": "integer", "description": "the same person across frames, numbered from 1"},
+        "samples": {"type": "integer", "description": "sampled frames in which the track's face was found"},
+        "dominant_emotion": {"type": "string", "enum": labels, "description": "the emotion with the largest share"},
+        "summary": {"type": "object", "properties": {k: {"type": "number"} for k in labels},
+                    "description": "share of the track's samples in which each emotion was the dominant one"},
+        "timeline": {"type": "array", "items": point}}}
+    video = {"type": "string", "contentMediaType": "video/*"}
+    return {"post": {
+        "summary": f"Follow the faces of a short video (at most {config['MAX_VIDEO_SECONDS']:g} s) and classify "
+                   f"their emotions {config['VIDEO_FPS']:g} times a second",
+        "security": [{}, {"bearer": []}],
+        "requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "video": {**video, "description": "MP4, MOV, AVI, WebM or MKV (field 'file' also accepted)"}}}},
+            "video/*": {"schema": {"type": "string", "format": "binary"}},
+        }},
+        "responses": {
+            "200": {"description": "the faces' tracks (possibly none)", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["video", "tracks"], "properties": {
+                    "video": {"type": "object",
+                              "description": "width, height, fps, duration_s, sampled_fps, frames_analysed"},
+                    "tracks": {"type": "array", "items": track},
+                    "message": {"type": "string", "description": "present when no face was found"},
+                    "model": {"type": "object"}, "time_ms": {"type": "number"}}}}}},
+            **{code: {"description": text, "content": {"application/json": {"schema": error}}}
+               for code, text in errors.items()},
+        },
+    }}

@@ -1,9 +1,13 @@
-/* The page: upload or webcam -> POST /predict -> boxes over the image and probability bars. */
+/* The page: upload or webcam -> POST /predict -> boxes over the image and probability bars;
+   a video -> POST /predict/video -> a timeline of each face's emotions. */
 "use strict";
 
 const LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
 const MAX_UPLOAD_MB = parseFloat(document.body.dataset.maxUploadMb);
 const WEBCAM_INTERVAL_MS = 200; // at most 5 frames a second, and never two requests at once
+const MAX_VIDEO_MB = parseFloat(document.body.dataset.maxVideoMb);
+// One colour per emotion, in LABELS order: matplotlib's tab10, as in the command's --plot PNGs.
+const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"];
 
 const MESSAGES = {
   payload_too_large: () => `That file is too large: the limit is ${MAX_UPLOAD_MB} MB.`,
@@ -203,7 +207,122 @@ async function webcamLoop() {
   webcam.timer = setTimeout(webcamLoop, Math.max(0, WEBCAM_INTERVAL_MS - (performance.now() - t0)));
 }
 
+/* ---- video ---- */
+
+/* POST a video file; resolves to the JSON body, rejects with a sentence for people. */
+async function predictVideo(file) {
+  if (file.size > MAX_VIDEO_MB * 1024 * 1024) throw new Error(`That video is too large: the limit is ${MAX_VIDEO_MB} MB.`);
+  const headers = {"Content-Type": file.type || "application/octet-stream"};
+  if (token()) headers.Authorization = `Bearer ${token()}`;
+  let response;
+  try {
+    response = await fetch("/predict/video", {method: "POST", headers, body: file});
+  } catch (e) {
+    throw new Error("Could not reach the server. Check your connection and try again.");
+  }
+  const body = await response.json().catch(() => null);
+  if (response.status === 401) $("#token-box").removeClass("d-none");
+  if (!response.ok) {
+    if (response.status === 401) throw new Error(MESSAGES.unauthorized());
+    throw new Error((body && body.error && body.error.message) || `The server answered ${response.status}.`);
+  }
+  return body;
+}
+
+/* Each emotion's probability against time, on a canvas: time 0 to the clip's end across, 0 to 1 up. */
+function drawTimeline(canvas, track, duration) {
+  const ctx = canvas.getContext("2d");
+  const {width, height} = canvas;
+  const pad = {left: 34, right: 8, top: 8, bottom: 22};
+  const x = (t) => pad.left + (width - pad.left - pad.right) * (duration > 0 ? t / duration : 0);
+  const y = (p) => height - pad.bottom - (height - pad.top - pad.bottom) * p;
+  ctx.clearRect(0, 0, width, height);
+  ctx.font = "11px sans-serif";
+  ctx.fillStyle = "#6c757d";
+  ctx.strokeStyle = "#dee2e6";
+  [0, 0.5, 1].forEach((p) => {
+    ctx.beginPath();
+    ctx.moveTo(pad.left, y(p));
+    ctx.lineTo(width - pad.right, y(p));
+    ctx.stroke();
+    ctx.fillText(p.toFixed(1), 4, y(p) + 4);
+  });
+  const step = Math.max(1, Math.ceil(duration / 10));
+  for (let t = 0; t <= duration; t += step) ctx.fillText(`${t} s`, x(t) - 6, height - 6);
+  LABELS.forEach((label, i) => {
+    ctx.strokeStyle = COLOURS[i];
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    track.timeline.forEach((point, j) => (j ? ctx.lineTo : ctx.moveTo).call(ctx, x(point.time_s), y(point.emotions[label])));
+    ctx.stroke();
+  });
+}
+
+function trackCard(track, duration) {
+  const shares = LABELS.filter((label) => track.summary[label] > 0)
+    .sort((a, b) => track.summary[b] - track.summary[a])
+    .map((label) => `${label} ${(100 * track.summary[label]).toFixed(0)}%`).join(", ");
+  const canvas = $("<canvas class='timeline' width='900' height='180' role='img'>")
+    .attr("aria-label", `Track ${track.track}: each emotion's probability over time; mostly ${track.dominant_emotion}`);
+  drawTimeline(canvas[0], track, duration);
+  return $("<div class='track-card'>").attr("data-track", track.track).append(
+    $("<div class='fw-semibold'>").text(`Face ${track.track}: mostly ${track.dominant_emotion}`),
+    $("<div class='small text-body-secondary mb-1'>").text(`${track.samples} samples; time as the dominant emotion: ${shares}`),
+    canvas);
+}
+
+function showVideo(result) {
+  const {video, tracks} = result;
+  const duration = Math.max(video.duration_s, ...tracks.flatMap((t) => t.timeline.map((p) => p.time_s)));
+  $("#video-summary").text(`${tracks.length} face${tracks.length === 1 ? "" : "s"} followed through ` +
+    `${video.frames_analysed} frames of a ${video.duration_s.toFixed(1)} s, ${video.width}x${video.height} video, ` +
+    `answered in ${(result.time_ms / 1000).toFixed(1)} s.` + (result.message ? ` ${result.message}.` : ""));
+  $("#video-legend").empty().append(LABELS.map((label, i) =>
+    $("<span>").append($("<span class='swatch'>").css("background", COLOURS[i]), document.createTextNode(label))));
+  $("#video-tracks").empty().append(tracks.map((track) => trackCard(track, duration)));
+  $("#video-result").removeClass("d-none");
+}
+
+async function analyseVideo(file) {
+  $("#video-result, #video-error").addClass("d-none");
+  $("#video-spinner").removeClass("d-none");
+  try {
+    showVideo(await predictVideo(file));
+  } catch (e) {
+    $("#video-error").removeClass("d-none").text(e.message);
+  } finally {
+    $("#video-spinner").addClass("d-none");
+  }
+}
+
 /* ---- wiring ---- */
+
+/* A drop zone and its file input: a click, Enter or Space opens the picker; the file that `pick`
+   takes from those chosen or dropped goes to `handle`. */
+function wireDropZone(zone, input, pick, handle) {
+  $(input).on("change", function () {
+    const file = pick(this.files);
+    if (file) handle(file);
+    this.value = "";
+  });
+  $(zone)
+    .on("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        $(input).trigger("click");
+      }
+    })
+    .on("dragenter dragover", (e) => {
+      e.preventDefault();
+      $(zone).addClass("dragging");
+    })
+    .on("dragleave drop", () => $(zone).removeClass("dragging"))
+    .on("drop", (e) => {
+      e.preventDefault();
+      const file = pick(e.originalEvent.dataTransfer.files);
+      if (file) handle(file);
+    });
+}
 
 $(function () {
   if (document.body.dataset.tokenRequired === "true" && !token()) $("#token-box").removeClass("d-none");
@@ -214,28 +333,8 @@ $(function () {
     if (lastUpload) analyse(lastUpload.blob);
   });
 
-  $("#file-input").on("change", function () {
-    const file = firstImageFile(this.files);
-    if (file) analyse(file);
-    this.value = "";
-  });
-  $("#drop-zone")
-    .on("keydown", (e) => {
-      if (e.key === "Enter" || e.key === " ") {
-        e.preventDefault();
-        $("#file-input").trigger("click");
-      }
-    })
-    .on("dragenter dragover", (e) => {
-      e.preventDefault();
-      $("#drop-zone").addClass("dragging");
-    })
-    .on("dragleave drop", () => $("#drop-zone").removeClass("dragging"))
-    .on("drop", (e) => {
-      e.preventDefault();
-      const file = firstImageFile(e.originalEvent.dataTransfer.files);
-      if (file) analyse(file);
-    });
+  wireDropZone("#drop-zone", "#file-input", firstImageFile, (file) => analyse(file));
+  wireDropZone("#video-drop", "#video-input", (files) => (files && files[0]) || null, analyseVideo);
   $(document).on("paste", (e) => {
     const file = firstImageFile(e.originalEvent.clipboardData && e.originalEvent.clipboardData.files);
     if (file) analyse(file);

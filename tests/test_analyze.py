@@ -1,4 +1,4 @@
-"""Batch analysis of folders and videos (python -m recognition.analyze)."""
+"""Batch analysis of folders and videos (python -m recognition.analyze) and POST /predict/video."""
 import csv
 import io
 import json
@@ -230,3 +230,81 @@ def test_sampling_takes_fps_frames_a_second(native, fps, per_second):
 def test_parts_cover_the_video_and_the_last_is_open():
     assert parts(VideoInfo(30, 700, 640, 480), 10) == [(0, 300), (300, 600), (600, None)]
     assert parts(VideoInfo(30, 0, 640, 480), 10) == [(0, None)]
+
+
+# ---- POST /predict/video ----
+
+def test_a_clip_gives_each_face_a_timeline(client, video):
+    response = client.post("/predict/video", data={"video": (io.BytesIO(video.read_bytes()), "clip.mp4")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert body["video"] == {"width": 640, "height": 480, "fps": 15.0, "duration_s": 4.0, "sampled_fps": 5.0,
+                             "frames_analysed": 20}
+    tracks = [(t["track"], t["samples"], t["dominant_emotion"]) for t in body["tracks"]]
+    assert tracks == [(1, 20, "happy"), (2, 20, "happy")]
+    point = body["tracks"][0]["timeline"][1]
+    assert (point["frame"], point["time_s"], list(point["emotions"])) == (3, 0.2, LABELS)
+    assert body["model"]["name"] and body["time_ms"] > 0
+
+
+def test_a_clip_is_decoded_from_memory(client, video, monkeypatch):
+    opened = []
+    real = cv2.VideoCapture
+    monkeypatch.setattr(cv2, "VideoCapture", lambda source, *args: opened.append(type(source)) or real(source, *args))
+    response = client.post("/predict/video", data=video.read_bytes(), content_type="video/mp4")
+    assert response.status_code == 200 and opened == [io.BytesIO]
+
+
+@pytest.mark.parametrize("setting,value,message", [
+    ("MAX_VIDEO_SECONDS", 3, "the video is 4.0 s long; the limit is 3 s"),
+    ("MAX_VIDEO_MB", 0.01, "the video is larger than the 0.01 MB limit"),
+    ("MAX_PIXELS", 100_000, "the video's frames are 640x480 pixels; the limit is 100,000"),
+])
+def test_a_clip_over_a_limit_is_413(app, client, video, monkeypatch, setting, value, message):
+    monkeypatch.setitem(app.config, setting, value)
+    response = client.post("/predict/video", data=video.read_bytes(), content_type="video/mp4")
+    assert response.status_code == 413
+    assert response.json == {"error": {"code": "video_too_large", "message": message}}
+
+
+@pytest.mark.parametrize("kwargs,status,code", [
+    ({"data": b"\xff\xd8\xff\xe0", "content_type": "image/jpeg"}, 415, "unsupported_media_type"),
+    ({"json": {"video": "x"}}, 415, "unsupported_media_type"),
+    ({"data": {"video": (io.BytesIO(b"GIF89a"), "a.gif", "image/gif")}, "content_type": "multipart/form-data"},
+     415, "unsupported_media_type"),
+    ({"data": b"not a video at all" * 100, "content_type": "video/mp4"}, 400, "invalid_video"),
+    ({"data": {"image": (io.BytesIO(b"x"), "a.mp4")}, "content_type": "multipart/form-data"}, 400, "missing_video"),
+    ({}, 400, "missing_video"),
+])
+def test_a_bad_clip_gets_a_json_4xx(client, kwargs, status, code):
+    response = client.post("/predict/video", **kwargs)
+    assert response.status_code == status
+    assert response.json["error"]["code"] == code
+
+
+def test_a_truncated_mp4_is_400(client, video):
+    # OpenCV's MP4 writer puts the index (moov atom) last: without it FFmpeg cannot read any frame.
+    data = video.read_bytes()
+    response = client.post("/predict/video", data=data[: len(data) // 2], content_type="video/mp4")
+    assert response.status_code == 400 and response.json["error"]["code"] == "invalid_video"
+
+
+def test_a_truncated_avi_gives_the_frames_it_has(client, tmp_path):
+    data = write_video(tmp_path / "clip.avi", seconds=4, fps=15).read_bytes()
+    response = client.post("/predict/video", data=data[: len(data) // 2], content_type="video/x-msvideo")
+    assert response.status_code == 200
+    assert response.json["video"]["frames_analysed"] == 10  # the first half of the 20 sampled frames
+
+
+def test_the_app_needs_nothing_from_the_batch_requirements():
+    # Heroku installs requirements.txt only: the video endpoint must not pull in the batch path's packages
+    # (tqdm is left out: torch.hub imports it wherever it is installed).
+    code = "import sys, app; print(sorted({'matplotlib', 'ray', 'pandas', 'pyarrow'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_openapi_describes_predict_video(client):
+    spec = client.get("/openapi.json").json["paths"]["/predict/video"]["post"]
+    assert {"200", "400", "413", "415"} <= set(spec["responses"])
