@@ -6,11 +6,16 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF"}
+SUPPORTED_NAMES = ", ".join(sorted(SUPPORTED_FORMATS - {"MPO"}))
 DEFAULT_MAX_PIXELS = 40_000_000
 
 # Pillow's own bomb guard warns at MAX_IMAGE_PIXELS and raises at twice that; our limit, checked
 # from the header before decoding, is lower, so the warning would only be noise.
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+# ISO base media "ftyp" brands of image formats Pillow cannot decode here (HEIC/HEIF from phones).
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
 
 
 class ImageRejected(ValueError):
@@ -19,6 +24,21 @@ class ImageRejected(ValueError):
     def __init__(self, status, code, message):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+def unsupported_format(data):
+    """The name of a well-known image format we do not decode (SVG, HEIC), sniffed from the first bytes; else None."""
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        return "AVIF" if data[8:12].startswith(b"avi") else "HEIC"
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(b"<svg") or (head.startswith((b"<?xml", b"<!--", b"<!doctype svg")) and b"<svg" in head):
+        return "SVG"
+    return None
+
+
+def unsupported(name):
+    """The 415 for an image in a format we recognise but do not decode."""
+    return ImageRejected(415, "unsupported_image_type", f"{name} images are not supported; send one of {SUPPORTED_NAMES}")
 
 
 def open_image(data, max_pixels=DEFAULT_MAX_PIXELS):
@@ -31,11 +51,11 @@ def open_image(data, max_pixels=DEFAULT_MAX_PIXELS):
         raise ImageRejected(413, "too_many_pixels", "the image claims more pixels than Pillow will open; "
                             f"the limit is {max_pixels / 1e6:.0f} megapixels") from None
     except (UnidentifiedImageError, OSError, ValueError):
-        raise ImageRejected(400, "invalid_image", "the upload is not an image Pillow can read "
-                            f"(supported: {', '.join(sorted(SUPPORTED_FORMATS - {'MPO'}))})") from None
+        if unsupported_format(data):
+            raise unsupported(unsupported_format(data)) from None
+        raise ImageRejected(400, "invalid_image", f"the upload is not an image Pillow can read (supported: {SUPPORTED_NAMES})") from None
     if image.format not in SUPPORTED_FORMATS:
-        raise ImageRejected(415, "unsupported_image_type", f"{image.format} images are not supported; "
-                            f"send one of {', '.join(sorted(SUPPORTED_FORMATS - {'MPO'}))}")
+        raise unsupported(image.format)
     width, height = image.size
     if width * height > max_pixels:
         raise ImageRejected(413, "too_many_pixels", f"the image is {width}x{height} = {width * height:,} pixels; "

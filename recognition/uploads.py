@@ -4,7 +4,10 @@ import binascii
 import json
 import re
 
+from werkzeug.exceptions import RequestEntityTooLarge
+
 from recognition.images import ImageRejected
+from recognition.pipeline import MODES
 
 FIELDS = ("image", "file")
 RAW_TYPES = ("image/",)
@@ -53,24 +56,54 @@ def images_from_json(payload):
     return [decode_base64(payload["image"])]
 
 
+def whole_body(request):
+    """The request body; RequestEntityTooLarge (413) for a chunked body that reaches the limit.
+
+    Without a Content-Length Werkzeug reads a chunked body up to MAX_CONTENT_LENGTH and silently
+    stops there, so a cut-off body would otherwise be decoded and refused as a damaged image.
+    """
+    data = request.get_data()
+    if request.content_length is None and request.max_content_length is not None \
+            and len(data) >= request.max_content_length:
+        raise RequestEntityTooLarge()
+    return data
+
+
+def parse_json(data):
+    """The JSON value of a body; ImageRejected (400) for invalid or absurdly nested JSON."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ImageRejected(400, "invalid_json", "the body is not valid JSON") from None
+    except RecursionError:
+        raise ImageRejected(400, "invalid_json", "the JSON body is nested too deeply") from None
+
+
+def checked_mode(mode):
+    """The mode a client asked for, faces when it asked for none; ImageRejected (400) for anything else."""
+    if mode is None:
+        return "faces"
+    if mode not in MODES:  # also refuses "" and non-strings such as 0, which once slipped through as faces
+        shown_mode = shown(mode) if isinstance(mode, str) else type(mode).__name__
+        raise ImageRejected(400, "invalid_mode", f"mode must be one of {', '.join(MODES)} (got {shown_mode or 'nothing'})")
+    return mode
+
+
 def extract_images(request):
     """(list of image bytes, mode) from a Flask request; ImageRejected for anything else."""
     mimetype = request.mimetype or ""
     if mimetype == "multipart/form-data":
         images, mode = images_from_multipart(request.files), request.form.get("mode")
     elif mimetype == "application/json":
-        try:
-            payload = json.loads(request.get_data())
-        except ValueError:
-            raise ImageRejected(400, "invalid_json", "the body is not valid JSON") from None
+        payload = parse_json(whole_body(request))
         images = images_from_json(payload)
         mode = payload.get("mode") if isinstance(payload, dict) else None
     elif mimetype.startswith(RAW_TYPES) or mimetype == "application/octet-stream":
-        images, mode = [request.get_data()], None
+        images, mode = [whole_body(request)], None
     elif not mimetype and not request.content_length:
         raise ImageRejected(400, "missing_image", "no image sent: POST multipart field 'image', a raw image body, "
                             'or JSON {"image": "<base64>"}')
     else:
         raise ImageRejected(415, "unsupported_media_type", f"Content-Type {shown(mimetype) or '(none)'} is not accepted; "
                             "use multipart/form-data, image/*, or application/json")
-    return images, request.args.get("mode", mode) or "faces"
+    return images, checked_mode(request.args.get("mode", mode))

@@ -1,0 +1,96 @@
+"""Issue 17's findings, one regression test each: uploads sent as an attacker would, answered with the documented JSON."""
+import io
+
+import pytest
+from PIL import Image
+
+from app import create_app
+from conftest import encode
+
+PNG = encode(Image.new("L", (8, 8)), "PNG")
+
+
+def chunked(client, body, content_type):
+    """POST a body the way a chunked request reaches the app under gunicorn: no Content-Length, stream terminated."""
+    return client.post("/predict", input_stream=io.BytesIO(body), content_type=content_type,
+                       headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+
+
+def test_json_nested_100000_levels_deep_is_a_400(client):
+    response = client.post("/predict", data=b"[" * 100_000 + b"]" * 100_000, content_type="application/json")
+    assert response.status_code == 400 and response.json["error"]["code"] == "invalid_json"
+    assert "nested too deeply" in response.json["error"]["message"]
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "application/json"])
+def test_chunked_body_over_the_limit_is_413(client, content_type):
+    response = chunked(client, b"\0" * (11 * 1024 * 1024), content_type)
+    assert response.status_code == 413 and response.json["error"]["code"] == "payload_too_large"
+    assert "10 MB limit" in response.json["error"]["message"]
+
+
+def test_chunked_body_under_the_limit_is_analysed(client):
+    response = chunked(client, PNG, "image/png")
+    assert response.status_code == 200 and response.json["image"] == {"width": 8, "height": 8}
+
+
+def test_a_large_form_field_is_named_as_such(client):
+    response = client.post("/predict", data={"image": (io.BytesIO(PNG), "a.png"), "mode": "x" * 600_000},
+                           content_type="multipart/form-data")
+    assert response.status_code == 413 and response.json["error"]["code"] == "payload_too_large"
+    message = response.json["error"]["message"]
+    assert "form field" in message and "500 KB" in message and "10 MB" not in message
+
+
+@pytest.mark.parametrize("body", [
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>',
+    b'\xef\xbb\xbf<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>',
+    b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64,
+    b"\0\0\0\x1cftypmif1\0\0\0\0mif1heic" + b"\0" * 64,
+], ids=["svg", "svg-with-xml-declaration", "heic", "heif-mif1"])
+def test_svg_and_heic_are_415(client, body):
+    response = client.post("/predict", data={"image": (io.BytesIO(body), "photo")}, content_type="multipart/form-data")
+    assert response.status_code == 415 and response.json["error"]["code"] == "unsupported_image_type"
+
+
+@pytest.mark.parametrize("request_kwargs", [
+    {"path": "/predict", "json": {"image": "aGVsbG8=", "mode": 0}},
+    {"path": "/predict", "json": {"image": "aGVsbG8=", "mode": ["faces"]}},
+    {"path": "/predict", "json": {"image": "aGVsbG8=", "mode": ""}},
+    {"path": "/predict?mode=", "data": PNG, "content_type": "image/png"},
+    {"path": "/predict", "data": {"image": (io.BytesIO(PNG), "a.png"), "mode": ""}, "content_type": "multipart/form-data"},
+], ids=["zero", "list", "empty-json", "empty-query", "empty-field"])
+def test_a_mode_that_is_not_a_known_string_is_400(client, request_kwargs):
+    response = client.post(**request_kwargs)
+    assert response.status_code == 400 and response.json["error"]["code"] == "invalid_mode"
+
+
+@pytest.fixture(scope="module")
+def token_client():
+    return create_app({"API_TOKEN": "s3cret"}).test_client()
+
+
+@pytest.mark.parametrize("authorization,status", [
+    ("Bearer s3cret", 200), ("bearer s3cret", 200), ("BEARER  s3cret ", 200),
+    ("s3cret", 401), ("Basic s3cret", 401), ("Bearers3cret", 401), ("Bearer", 401), ("", 401),
+])
+def test_the_bearer_scheme_is_case_insensitive_and_required(token_client, authorization, status):
+    response = token_client.post("/predict", data=PNG, content_type="image/png", headers={"Authorization": authorization})
+    assert response.status_code == status, response.json
+    if status == 401:
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("request_kwargs", [
+    {"data": PNG, "content_type": "image/png"},
+    {"data": b"junk", "content_type": "image/png"},
+], ids=["answer", "error"])
+def test_predict_answers_are_not_stored(client, request_kwargs):
+    assert client.post("/predict", **request_kwargs).headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("method,path,allowed", [("get", "/predict", "POST"), ("post", "/healthz", "GET")])
+def test_405_names_the_allowed_methods(client, method, path, allowed):
+    response = getattr(client, method)(path)
+    assert response.status_code == 405 and response.json["error"]["code"] == "method_not_allowed"
+    assert allowed in response.headers["Allow"].split(", ")
