@@ -49,7 +49,7 @@ def openapi_spec(version, labels, config):
                                 "description": "whole: classify the whole image as one face"}],
                 "security": [{}, {"bearer": []}],
                 "requestBody": {"required": True, "content": {
-                    "multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
                         "image": {"oneOf": [image_part, {"type": "array", "items": image_part}],
                                   "description": "one or more images (field 'file' also accepted); several give {results: [...]}"},
                         "mode": {"type": "string", "enum": ["faces", "whole"]}}}},
@@ -60,7 +60,8 @@ def openapi_spec(version, labels, config):
                 }},
                 "responses": {
                     "200": {"description": "faces found (possibly none)", "content": {"application/json": {"schema": {
-                        "oneOf": [result, {"type": "object", "properties": {"results": {"type": "array", "items": result}}}]}}}},
+                        "oneOf": [result, {"type": "object", "required": ["results"], "not": {"required": ["faces"]},
+                                           "properties": {"results": {"type": "array", "items": result}}}]}}}},
                     **{code: {"description": text, "content": {"application/json": {"schema": schema}}}
                        for code, (text, schema) in errors.items()},
                 },
@@ -108,7 +109,7 @@ def video_path(labels, config):
                    f"their emotions {config['VIDEO_FPS']:g} times a second",
         "security": [{}, {"bearer": []}],
         "requestBody": {"required": True, "content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["video"], "properties": {
                 "video": {**video, "description": "MP4, MOV, AVI, WebM or MKV (field 'file' also accepted)"}}}},
             "video/*": {"schema": {"type": "string", "format": "binary"}},
         }},
