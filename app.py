@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from flask import Flask, Request, jsonify, render_template, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from recognition.batch import video_detector
@@ -253,6 +254,10 @@ def register_errors(app):
             if name != "Content-Type":
                 body.headers[name] = value
         return body, status
+
+    @app.errorhandler(ParseException)
+    def malformed_body(e):  # gunicorn parses a chunked body only when the app reads it
+        return error(400, "bad_request", "the request body is malformed: its chunked encoding cannot be parsed")
 
     @app.errorhandler(Exception)
     def unexpected(e):

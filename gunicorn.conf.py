@@ -4,8 +4,11 @@ Two worker processes share the model pages loaded once in the master (preload_ap
 runs a few threads so that a slow upload does not hold a core. Memory measured by
 scripts/benchmark_app.py; see README "Performance".
 """
+import json
 import os
 import sys
+
+import gunicorn.util
 
 
 def positive_int(variable, default):
@@ -19,6 +22,28 @@ def positive_int(variable, default):
         sys.exit(f"error: cannot start: {variable} is {text!r}, not a whole number of at least 1")
     return value
 
+
+# Errors gunicorn answers itself, before the app sees the request; fixed messages, so that no
+# client text is echoed.
+SERVER_ERRORS = {
+    400: "the request is malformed: its request line, a header or its chunked body cannot be parsed",
+    414: "the URL is longer than the server accepts (4094 bytes)",
+    431: "the request's headers are too many or too large",
+}
+
+
+def write_json_error(sock, status, reason, message):
+    """gunicorn's own error answers (400, 414, 431, ...) in the API's JSON error shape instead of its HTML page."""
+    body = json.dumps({"error": {"code": reason.lower().replace(" ", "_"),
+                                 "message": SERVER_ERRORS.get(status, reason.lower())}})
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body)}\r\n\r\n")
+    gunicorn.util.write_nonblock(sock, (head + body).encode("latin-1"))
+
+
+# gunicorn has no setting for its error pages; its workers call gunicorn.util.write_error (27.0.1,
+# pinned in requirements.txt), so this file, read by the master before it forks them, replaces it.
+gunicorn.util.write_error = write_json_error
 
 workers = positive_int("WEB_CONCURRENCY", 2)
 threads = positive_int("GUNICORN_THREADS", 4)

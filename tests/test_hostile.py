@@ -1,11 +1,15 @@
 """Issue 17's findings, one regression test each: uploads sent as an attacker would, answered with the documented JSON."""
 import io
+import json
+import socket
+from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
 
 from app import create_app
 from conftest import encode
+from server import procfile_server
 
 PNG = encode(Image.new("L", (8, 8)), "PNG")
 
@@ -94,3 +98,36 @@ def test_405_names_the_allowed_methods(client, method, path, allowed):
     response = getattr(client, method)(path)
     assert response.status_code == 405 and response.json["error"]["code"] == "method_not_allowed"
     assert allowed in response.headers["Allow"].split(", ")
+
+
+@pytest.fixture(scope="module")
+def server_address():
+    """The Procfile's server on loopback, one worker: gunicorn's own errors happen before the app is called."""
+    with procfile_server(env={"WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2"}) as (base, _, _):
+        url = urlsplit(base)
+        yield url.hostname, url.port
+
+
+def raw_exchange(address, request):
+    """Send request bytes as they are; (status, headers text, body bytes) of the answer."""
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head.decode("latin-1"), body
+
+
+@pytest.mark.parametrize("request_bytes,status", [
+    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431),
+    (b"<script>alert(1)</script>\r\n\r\n", 400),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+], ids=["url-too-long", "header-too-large", "too-many-headers", "malformed-request-line", "bad-chunk-size"])
+def test_errors_raised_by_gunicorn_itself_are_json(server_address, request_bytes, status):
+    got, head, body = raw_exchange(server_address, request_bytes)
+    assert got == status and "Content-Type: application/json" in head
+    error = json.loads(body)["error"]
+    assert error["code"] and error["message"] and b"<" not in body
