@@ -1,4 +1,5 @@
 """The OpenAPI 3.1 description served at /openapi.json."""
+from recognition.images import MAX_JPEG_SCANS
 
 
 def openapi_spec(version, labels, config):
@@ -7,7 +8,8 @@ def openapi_spec(version, labels, config):
     errors = {
         "400": ("missing, undecodable or invalid image, bad base64 or JSON, bad mode, too many images", error),
         "401": ("API token required and not given (only when the server sets FER_API_TOKEN)", error),
-        "413": (f"body over {config['MAX_UPLOAD_MB']:g} MB, or image over {config['MAX_PIXELS'] / 1e6:g} megapixels", error),
+        "413": (f"body over {config['MAX_UPLOAD_MB']:g} MB, image over {config['MAX_PIXELS'] / 1e6:g} megapixels, "
+                f"or JPEG with more than {MAX_JPEG_SCANS} scans", error),
         "415": ("unsupported Content-Type or image format", error),
     }
     face = {

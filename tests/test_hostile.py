@@ -2,6 +2,7 @@
 import io
 import json
 import socket
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -131,3 +132,24 @@ def test_errors_raised_by_gunicorn_itself_are_json(server_address, request_bytes
     assert got == status and "Content-Type: application/json" in head
     error = json.loads(body)["error"]
     assert error["code"] and error["message"] and b"<" not in body
+
+
+def scan_bomb(image, repeats):
+    """A progressive JPEG whose last scan is repeated: each repeat costs Pillow one more pass over the image."""
+    progressive = encode(image, "JPEG", quality=90, progressive=True)
+    last, end = progressive.rfind(b"\xff\xda"), progressive.rfind(b"\xff\xd9")
+    return progressive[:end] + progressive[last:end] * repeats + progressive[end:]
+
+
+def test_a_jpeg_with_thousands_of_scans_is_refused_before_decoding(client):
+    bomb = scan_bomb(Image.new("RGB", (2000, 2000), (120, 90, 60)), 3000)  # 78 KB; Pillow took 20 s to decode it
+    started = time.perf_counter()
+    response = client.post("/predict", data=bomb, content_type="image/jpeg")
+    assert response.status_code == 413 and response.json["error"]["code"] == "too_many_scans"
+    assert "3,010 scans; the limit is 100" in response.json["error"]["message"]
+    assert time.perf_counter() - started < 3
+
+
+def test_an_ordinary_progressive_jpeg_is_analysed(client, astronaut):
+    response = client.post("/predict", data=scan_bomb(astronaut, 0), content_type="image/jpeg")
+    assert response.status_code == 200 and len(response.json["faces"]) == 1
