@@ -2,15 +2,18 @@
 import io
 import json
 import socket
+import subprocess
+import sys
 import time
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from app import create_app
 from conftest import encode
-from server import procfile_server
+from server import ROOT, procfile_server
 
 PNG = encode(Image.new("L", (8, 8)), "PNG")
 
@@ -153,3 +156,39 @@ def test_a_jpeg_with_thousands_of_scans_is_refused_before_decoding(client):
 def test_an_ordinary_progressive_jpeg_is_analysed(client, astronaut):
     response = client.post("/predict", data=scan_bomb(astronaut, 0), content_type="image/jpeg")
     assert response.status_code == 200 and len(response.json["faces"]) == 1
+
+
+# Decodes the image file named by argv[1] in a fresh process; prints the peak memory growth in bytes per pixel.
+# VmHWM, not ru_maxrss: the latter keeps the peak of the forking parent (pytest with torch loaded) across exec.
+PEAK_PER_PIXEL = """
+import re, sys
+from recognition.images import decode_image
+def peak_kb():
+    return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+data = open(sys.argv[1], "rb").read()
+before = peak_kb()
+rgb = decode_image(data)
+print((peak_kb() - before) * 1024 / (rgb.shape[0] * rgb.shape[1]))
+"""
+
+
+def transparent_palette(width, height):
+    image = Image.new("P", (width, height))
+    image.putpalette([i % 256 for i in range(768)])
+    return encode(image, "PNG", compress_level=1, transparency=0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda w, h: encode(Image.fromarray((np.arange(w, dtype=np.uint16) * 9)[None, :].repeat(h, axis=0)), "PNG",
+                        compress_level=1),
+    transparent_palette,
+], ids=["16-bit", "palette-with-transparency"])
+def test_wide_and_palette_images_decode_in_a_few_bytes_per_pixel(tmp_path, make):
+    # Once 28 (16-bit, through float64) and 24 (palette, through RGBA) bytes per pixel: 1 GB at 40 megapixels.
+    # Now 9 and 6: the RGB result (3), the stored pixels and one copy of them (1-2 each), small bands.
+    path = tmp_path / "image.png"
+    path.write_bytes(make(4000, 4000))
+    result = subprocess.run([sys.executable, "-c", PEAK_PER_PIXEL, str(path)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) < 12
