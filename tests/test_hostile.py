@@ -2,6 +2,7 @@
 import io
 import json
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -192,3 +193,27 @@ def test_wide_and_palette_images_decode_in_a_few_bytes_per_pixel(tmp_path, make)
                             text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": ""})
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) < 12
+
+
+def rle8_bmp(width, height, rows):
+    """An 8-bit run-length compressed BMP (BI_RLE8) with a grey palette and the given encoded rows."""
+    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+    payload = rows + b"\x00\x01"  # end of bitmap
+    offset = 14 + 40 + len(palette)
+    dib = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(payload), 2835, 2835, 256, 0)
+    return b"BM" + struct.pack("<IHHI", offset + len(payload), 0, 0, offset) + dib + palette + payload
+
+
+def test_a_large_run_length_bmp_is_refused_before_decoding(client):
+    # One pixel, then end of line, on every row: Pillow pads each row in Python a byte at a time (about 12 s).
+    bomb = rle8_bmp(6000, 6600, b"\x01\x07\x00\x00" * 6600)
+    started = time.perf_counter()
+    response = client.post("/predict", data=bomb, content_type="image/bmp")
+    assert response.status_code == 413 and response.json["error"]["code"] == "too_many_pixels"
+    assert "run-length compressed BMP" in response.json["error"]["message"]
+    assert time.perf_counter() - started < 3
+
+
+def test_a_small_run_length_bmp_is_analysed(client):
+    response = client.post("/predict?mode=whole", data=rle8_bmp(64, 64, b"\x40\x80\x00\x00" * 64), content_type="image/bmp")
+    assert response.status_code == 200 and response.json["image"] == {"width": 64, "height": 64}
