@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from app import create_app
-from conftest import encode
+from conftest import encode, oriented
 from server import ROOT, procfile_server
 
 PNG = encode(Image.new("L", (8, 8)), "PNG")
@@ -183,10 +183,12 @@ def transparent_palette(width, height):
     lambda w, h: encode(Image.fromarray((np.arange(w, dtype=np.uint16) * 9)[None, :].repeat(h, axis=0)), "PNG",
                         compress_level=1),
     transparent_palette,
-], ids=["16-bit", "palette-with-transparency"])
+    lambda w, h: oriented(np.full((h, w, 3), 120, np.uint8), 6, "JPEG"),
+], ids=["16-bit", "palette-with-transparency", "exif-rotated-jpeg"])
 def test_wide_and_palette_images_decode_in_a_few_bytes_per_pixel(tmp_path, make):
-    # Once 28 (16-bit, through float64) and 24 (palette, through RGBA) bytes per pixel: 1 GB at 40 megapixels.
-    # Now 9 and 6: the RGB result (3), the stored pixels and one copy of them (1-2 each), small bands.
+    # Once 28 (16-bit, through float64), 24 (palette, through RGBA) and 17 (EXIF-rotated JPEG: turned and
+    # converted copies) bytes per pixel: up to 1 GB at 40 megapixels. Now about 9, 6 and 10: the RGB result (3),
+    # Pillow's stored pixels (1-4) and one copy of them on the way to numpy.
     path = tmp_path / "image.png"
     path.write_bytes(make(4000, 4000))
     result = subprocess.run([sys.executable, "-c", PEAK_PER_PIXEL, str(path)], cwd=ROOT, capture_output=True,
