@@ -1,20 +1,24 @@
 """Benchmark the served app end to end, started the way the Procfile starts it.
 
-    python scripts/benchmark_app.py                 # about 1 minute
+    python scripts/benchmark_app.py                 # about 2 minutes
 
+Every variant's server runs at once and they take turns, request by request or slice by slice,
+so that a busy machine slows them alike.
 1. One worker (WEB_CONCURRENCY=1), one client: p50 / p95 of POST /predict for a 640x480 JPEG
    with one face, and the server's own split into decode, detect and classify.
 2. The same worker with 8 concurrent clients for 20 s: throughput, errors, p50 / p99.
-   Steps 1 and 2 run for the default detector (BlazeFace) and for FER_DETECTOR=haar.
-3. The default Procfile configuration (2 preloaded workers) under 8 clients: peak memory of
-   all its processes, as summed RSS and as summed PSS (shared pages counted once, closer to
-   what a dyno's memory limit sees).
+   Steps 1 and 2 run for the default (BlazeFace, one OpenCV thread per detection), for two
+   OpenCV threads (OPENCV_FOR_THREADS_NUM=2, before) and for FER_DETECTOR=haar.
+3. The default Procfile configuration (2 preloaded workers) under 8 clients, with one and with
+   two OpenCV threads; for the default, peak memory of all its processes, as summed RSS and as
+   summed PSS (shared pages counted once, closer to what a dyno's memory limit sees).
 """
 import argparse
 import json
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -36,48 +40,80 @@ def sequential(url, photo, n):
     return latencies, splits
 
 
-# The default detector, and the other one the app can be started with.
-VARIANTS = {"default detector (BlazeFace)": {}, "FER_DETECTOR=haar (Haar cascade)": {"FER_DETECTOR": "haar"}}
+# The default, two OpenCV threads per detection (as before gunicorn.conf.py chose one), and the other detector.
+VARIANTS = {"default (BlazeFace, 1 OpenCV thread)": {},
+            "OPENCV_FOR_THREADS_NUM=2 (before)": {"OPENCV_FOR_THREADS_NUM": "2"},
+            "FER_DETECTOR=haar (Haar cascade)": {"FER_DETECTOR": "haar"}}
+
+
+def servers(stack, variants, **env):
+    """{variant: (predict URL, process, start-up seconds)} for servers started in an ExitStack."""
+    started = {}
+    for name, extra in variants.items():
+        base, process, startup = stack.enter_context(procfile_server(env={**env, **extra}))
+        started[name] = (base + "/predict", process, startup)
+    return started
+
+
+def in_turns(started, photo, clients, seconds, turns=4):
+    """{variant: (latencies, errors)} of `clients` concurrent clients, the variants taking turns in slices."""
+    results = {name: ([], 0) for name in started}
+    for _ in range(turns):
+        for name, (url, _, _) in started.items():
+            latencies, errors = concurrent(url, photo, clients, seconds / turns)
+            results[name] = (results[name][0] + latencies, results[name][1] + errors)
+    return results
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--requests", type=int, default=200, help="sequential requests (default: 200)")
+    p.add_argument("--requests", type=int, default=200, help="sequential requests per variant (default: 200)")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (default: 8)")
-    p.add_argument("--seconds", type=float, default=20, help="length of the concurrent run (default: 20)")
+    p.add_argument("--seconds", type=float, default=20, help="length of each variant's concurrent run (default: 20)")
     args = p.parse_args()
     photo = one_face_photo()
 
-    p50 = {}
-    for name, env in VARIANTS.items():
-        with procfile_server(env={"WEB_CONCURRENCY": "1", **env}) as (base, process, startup):
-            url = base + "/predict"
+    with ExitStack() as stack:
+        started = servers(stack, VARIANTS, WEB_CONCURRENCY="1")
+        runs = {name: ([], []) for name in started}
+        for name, (url, _, _) in started.items():
             sequential(url, photo, 10)  # warm-up
-            latencies, splits = sequential(url, photo, args.requests)
+        for _ in range(args.requests):
+            for name, (url, _, _) in started.items():
+                latencies, splits = sequential(url, photo, 1)
+                runs[name][0].extend(latencies)
+                runs[name][1].extend(splits)
+        loaded = in_turns(started, photo, args.clients, args.seconds)
+        p50 = {}
+        for name, (latencies, splits) in runs.items():
             p50[name] = percentile(latencies, 50)
-            print(f"{name}: start-up to first answer {startup:.2f} s")
+            print(f"{name}: start-up to first answer {started[name][2]:.2f} s")
             print(f"  1 worker, 1 client, {args.requests} requests, 640x480 JPEG with one face:")
             print(f"  end to end   p50 {p50[name]:6.1f} ms   p95 {percentile(latencies, 95):6.1f} ms")
             for part in ("decode", "detect", "classify"):
                 values = [s[part] for s in splits]
                 print(f"  {part:12s} p50 {percentile(values, 50):6.1f} ms   p95 {percentile(values, 95):6.1f} ms")
-            latencies, errors = concurrent(url, photo, args.clients, args.seconds)
+            latencies, errors = loaded[name]
             print(f"  1 worker, {args.clients} clients, {args.seconds:g} s: {len(latencies) / args.seconds:.1f} requests/s, "
                   f"{errors} errors, p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms")
-    default, other = list(p50)
-    print(f"p50 of {default} is {p50[default] / p50[other]:.2f}x that of {other}")
+        default, *others = p50
+        for other in others:
+            print(f"p50 of {default} is {p50[default] / p50[other]:.2f}x that of {other}")
 
-    with procfile_server() as (base, process, startup):
+    with ExitStack() as stack:
+        started = servers(stack, dict(list(VARIANTS.items())[:2]))
+        process = started[default][1]
         stop, peaks = threading.Event(), {"rss": 0.0, "pss": 0.0}
         idle_rss, idle_pss = group_memory(process.pid)
         sampler = threading.Thread(target=sample_memory, args=(process.pid, stop, peaks))
         sampler.start()
-        latencies, errors = concurrent(base + "/predict", photo, args.clients, args.seconds)
+        loaded = in_turns(started, photo, args.clients, args.seconds)
         stop.set()
         sampler.join()
-        print(f"Procfile defaults (2 workers x 4 threads, preload), {args.clients} clients, {args.seconds:g} s: "
-              f"{len(latencies) / args.seconds:.1f} requests/s, {errors} errors, p50 {percentile(latencies, 50):.1f} ms")
-        print(f"  memory of all processes: idle RSS {idle_rss:.0f} MB (PSS {idle_pss:.0f} MB); "
+        for name, (latencies, errors) in loaded.items():
+            print(f"Procfile defaults (2 workers x 4 threads, preload), {name}, {args.clients} clients, {args.seconds:g} s: "
+                  f"{len(latencies) / args.seconds:.1f} requests/s, {errors} errors, p50 {percentile(latencies, 50):.1f} ms")
+        print(f"  memory of all processes of the default: idle RSS {idle_rss:.0f} MB (PSS {idle_pss:.0f} MB); "
               f"peak under load RSS {peaks['rss']:.0f} MB (PSS {peaks['pss']:.0f} MB)")
 
 
