@@ -1,17 +1,20 @@
 """Find faces in an RGB image and crop them the way FER-2013 frames its faces.
 
-Two detectors with the same interface, `detector.detect(rgb) -> [(x, y, w, h), ...]` in the
-image's own pixels, largest first:
+Two detectors with the same interface: `detector.faces(rgb) -> [Face(box, roll), ...]` in the
+image's own pixels, largest first (`detector.detect(rgb)` gives the boxes alone):
 
 - BlazeFace (the default): MediaPipe's full-range face detector, a small CNN that OpenCV's dnn
-  module runs from the .tflite file in recognition/blazeface/.
-- Haar: OpenCV's Haar cascade (haarcascade_frontalface_alt2), run on a grey downscaled copy.
+  module runs from the .tflite files in recognition/blazeface/; where it finds nothing, the
+  short-range model looks for a close-up. Its eye keypoints give each face's roll.
+- Haar: OpenCV's Haar cascade (haarcascade_frontalface_alt2), run on a grey downscaled copy; roll 0.
 
-scripts/detection_report.py compares them on ../shared/data/photos.
+scripts/detection_report.py compares them on ../shared/data/photos; scripts/benchmark_faces.py
+measures close-ups, tilted heads and the framing loss.
 """
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -20,24 +23,57 @@ FACE_SIZE = 48
 BLAZEFACE_DIR = Path(__file__).resolve().parent / "blazeface"
 
 
+class Face(NamedTuple):
+    """A face found: its box (x, y, w, h) and its roll, the degrees its eye line turns clockwise from level."""
+
+    box: tuple
+    roll: float = 0.0
+
+
+@dataclass(frozen=True)
+class BlazeModel:
+    """One BlazeFace .tflite file: its square input, its anchor grids, and where its box sits on a face."""
+
+    file: str
+    input_size: int
+    strides: tuple              # one anchor grid per stride,
+    anchors_per_cell: tuple     # with this many anchors in each cell
+    # The full-range model's box for the same face, from this model's: width x box_scale, centre
+    # moved by box_shift of this box's width; so one crop framing serves both models (measured
+    # by scripts/fit_crop.py on the FER-2013 validation faces both find).
+    box_scale: float = 1.0
+    box_shift: tuple = (0.0, 0.0)
+
+
+FULL_RANGE = BlazeModel("face_detection_full_range.tflite", 192, (4,), (1,))                # 2304 anchors
+SHORT_RANGE = BlazeModel("face_detection_short_range.tflite", 128, (8, 16), (2, 6), 1.065, (-0.010, -0.060))  # 896
+
+
 # Each detector draws its box differently around the same face, so each has its own framing:
 # the crop side is crop_scale box widths, its centre crop_shift_y box widths below the box centre
-# (negative: above). Both measured by scripts/fit_crop.py, which runs the detector on upscaled
-# FER-2013 validation faces and fits the crop that puts the box where it lands in the 48x48 frame.
+# (negative: above), along the face's own vertical. Both measured by scripts/fit_crop.py, which runs
+# the detector on upscaled FER-2013 validation faces and fits the crop that puts the box where it
+# lands in the 48x48 frame.
 
 @dataclass(frozen=True)
 class BlazeFaceSettings:
-    """MediaPipe's full-range BlazeFace (192x192 input, 2304 anchors at stride 4)."""
+    """MediaPipe's full-range BlazeFace, and its short-range model for close-ups."""
 
-    model: str = "face_detection_full_range.tflite"
-    input_size: int = 192
-    stride: int = 4
     min_score: float = 0.5      # MediaPipe uses 0.6; 0.5 finds more faces with no false ones on the photo set
     nms_iou: float = 0.3
     # Photos longer than this are also searched in 4 overlapping corner tiles, each 0.6 of the
     # photo's sides, which finds faces down to about 0.6x the size the whole photo allows.
     tile_above: int = 1024
     tile_share: float = 0.6
+    # Where the full-range model finds nothing, the short-range one (made for faces near the camera)
+    # looks at the photo, then at a copy with close_up_pad of its longer side added on every side,
+    # for faces cut by the edges. Textures and animals fool it more often, so it keeps only faces
+    # at least close_up_min_width of the photo's shorter side wide whose score, averaged with the
+    # mirror image's on the same face, reaches close_up_min_score (scripts/benchmark_faces.py).
+    close_up: bool = True
+    close_up_pad: float = 0.3
+    close_up_min_width: float = 0.25
+    close_up_min_score: float = 0.6
     crop_scale: float = 1.116
     crop_shift_y: float = -0.052
 
@@ -61,50 +97,142 @@ def by_size(boxes):
     return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
 
+class BlazeNet:
+    """One BlazeFace model run by OpenCV's dnn module; not thread-safe (a cv2.dnn.Net keeps its buffers)."""
+
+    def __init__(self, model):
+        path = BLAZEFACE_DIR / model.file
+        if not path.is_file():
+            raise RuntimeError(f"face detector model not found: {path}")
+        self.model = model
+        self.net = cv2.dnn.readNetFromTFLite(str(path))
+        self.outputs = self.net.getUnconnectedOutLayersNames()
+        self.anchors = anchor_centres(model)
+
+    def candidates(self, rgb, min_score):
+        """(boxes (n, 4), eyes (n, 2, 2), scores (n,)) in the image's pixels, of the anchors above min_score."""
+        m = self.model
+        blob, scale, pad_x, pad_y = letterbox(rgb, m.input_size)
+        self.net.setInput(blob)
+        scores, raw = sorted(self.net.forward(self.outputs), key=lambda out: out.shape[-1])  # (1, anchors, 1|16)
+        scores = 1 / (1 + np.exp(-np.clip(scores.reshape(-1).astype(np.float64), -50, 50)))
+        # Per anchor, in input pixels: the box centre's offset from the anchor (x, y), its size (w, h),
+        # then 6 keypoints (x, y) as offsets: the face's right eye, its left eye, nose, mouth, ears.
+        raw = raw.reshape(-1, 16).astype(np.float64)
+        keep = (scores >= min_score) & (raw[:, 2:4] > 1).all(1)
+        raw, anchors = raw[keep], self.anchors[keep]
+        centres = anchors + raw[:, 0:2] + np.multiply(m.box_shift, raw[:, 2:3])
+        sizes = raw[:, 2:4] * m.box_scale
+        boxes = np.concatenate([centres - sizes / 2 - [pad_x, pad_y], sizes], 1) / scale
+        eyes = (anchors[:, None] + raw[:, 4:8].reshape(-1, 2, 2) - [pad_x, pad_y]) / scale
+        return boxes, eyes, scores[keep]
+
+
+def anchor_centres(model):
+    """(anchors, 2) anchor centres in input pixels, in the model's output order: grid, row, column, anchor."""
+    grids = []
+    for stride, count in zip(model.strides, model.anchors_per_cell):
+        cells = model.input_size // stride
+        ys, xs = np.mgrid[0:cells, 0:cells]
+        grids.append(np.repeat((np.stack([xs, ys], -1).reshape(-1, 2) + 0.5) * stride, count, axis=0))
+    return np.concatenate(grids)
+
+
 class BlazeFace:
-    """One detector instance; not thread-safe (a cv2.dnn.Net keeps its buffers): see SharedDetector."""
+    """The BlazeFace detector; not thread-safe: see SharedDetector."""
 
     def __init__(self, settings=BlazeFaceSettings()):
         self.settings = settings
-        path = BLAZEFACE_DIR / settings.model
-        if not path.is_file():
-            raise RuntimeError(f"face detector model not found: {path}")
-        self.net = cv2.dnn.readNetFromTFLite(str(path))
-        self.outputs = self.net.getUnconnectedOutLayersNames()
-        cells = settings.input_size // settings.stride
-        ys, xs = np.mgrid[0:cells, 0:cells]
-        self.anchors = (np.stack([xs, ys], -1).reshape(-1, 2) + 0.5) * settings.stride
+        self.full_range = BlazeNet(FULL_RANGE)
+        self.short_range = BlazeNet(SHORT_RANGE) if settings.close_up else None
 
     def detect(self, rgb):
         """Face boxes (x, y, w, h) in the image's own coordinates, largest first."""
+        return [face.box for face in self.faces(rgb)]
+
+    def faces(self, rgb):
+        """Faces (box, roll) in the image's own coordinates, largest first."""
         s = self.settings
-        found, scores = self.candidates(rgb)
+        found = self.full_range.candidates(rgb, s.min_score)
         h, w = rgb.shape[:2]
         if max(h, w) > s.tile_above:
             for x0, y0, x1, y1 in tiles(w, h, s.tile_share):
-                tile_found, tile_scores = self.candidates(rgb[y0:y1, x0:x1])
-                found = np.concatenate([found, tile_found + [x0, y0, 0, 0]])
-                scores = np.concatenate([scores, tile_scores])
-        if not len(found):
-            return []
-        chosen = cv2.dnn.NMSBoxes(found.tolist(), scores.tolist(), s.min_score, s.nms_iou)
-        return by_size(found[np.reshape(chosen, -1)])
+                found = joined(found, moved(self.full_range.candidates(rgb[y0:y1, x0:x1], s.min_score), x0, y0))
+        faces = select(*found, s.min_score, s.nms_iou)
+        if not faces and self.short_range:
+            return self.close_ups(rgb)
+        return faces
 
-    def candidates(self, rgb):
-        """(boxes (n, 4) in the image's coordinates, scores (n,)) of the anchors above min_score."""
+    def close_ups(self, rgb):
+        """Faces that fill much of the photo, found by the short-range model: in the photo, else in a padded copy."""
         s = self.settings
-        blob, scale, pad_x, pad_y = letterbox(rgb, s.input_size)
-        self.net.setInput(blob)
-        scores, boxes = sorted(self.net.forward(self.outputs), key=lambda out: out.shape[-1])  # (1, 2304, 1|16)
-        scores = 1 / (1 + np.exp(-np.clip(scores.reshape(-1).astype(np.float64), -50, 50)))
-        # Per anchor: centre offset (x, y) and size (w, h) in input pixels, then 6 keypoints (unused).
-        raw = boxes.reshape(-1, 16)
-        keep = (scores >= s.min_score) & (raw[:, 2:4] > 1).all(1)
-        raw, centres = raw[keep], self.anchors[keep]
-        w, h = raw[:, 2], raw[:, 3]
-        x = centres[:, 0] + raw[:, 0] - w / 2 - pad_x
-        y = centres[:, 1] + raw[:, 1] - h / 2 - pad_y
-        return np.stack([x, y, w, h], 1) / scale, scores[keep]
+        small, factor = downscale(rgb, 2 * SHORT_RANGE.input_size)  # all it needs, so large photos cost no more
+        h, w = small.shape[:2]
+        for pad in (0, round(max(h, w) * s.close_up_pad)):
+            image = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT)
+            boxes, eyes, scores = self.short_range.candidates(image, s.min_score)
+            wide = boxes[:, 2] >= s.close_up_min_width * min(h, w)
+            if not wide.any():
+                continue
+            boxes, eyes, scores = boxes[wide], eyes[wide], scores[wide]
+            mirrored, _, mirrored_scores = self.short_range.candidates(image[:, ::-1], s.min_score)
+            mirrored[:, 0] = image.shape[1] - mirrored[:, 0] - mirrored[:, 2]
+            scores = (scores + best_overlapping(boxes, mirrored, mirrored_scores)) / 2
+            faces = select(*moved((boxes * factor, eyes * factor, scores), -pad * factor, -pad * factor),
+                           s.close_up_min_score, s.nms_iou)
+            if faces:
+                return faces
+        return []
+
+
+def moved(found, dx, dy):
+    """Candidates (boxes, eyes, scores) moved by (dx, dy) pixels."""
+    boxes, eyes, scores = found
+    return boxes + [dx, dy, 0, 0], eyes + [dx, dy], scores
+
+
+def best_overlapping(boxes, others, scores):
+    """For each box, the best score among the other boxes that cover the same face (IoU >= 0.5), else 0."""
+    if not len(boxes) or not len(others):
+        return np.zeros(len(boxes))
+    a, b = boxes[:, None], others[None]
+    w = np.clip(np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    h = np.clip(np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    iou = w * h / (a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - w * h)
+    return np.where(iou >= 0.5, scores[None], 0).max(1)
+
+
+def joined(a, b):
+    """Two sets of candidates as one."""
+    return tuple(np.concatenate([x, y]) for x, y in zip(a, b))
+
+
+def select(boxes, eyes, scores, min_score, nms_iou):
+    """Faces left by non-maximum suppression, largest first; a box mostly inside a larger face is
+    dropped too (the short-range model sometimes sees a face in an eye or a mouth)."""
+    if not len(boxes):
+        return []
+    chosen = np.reshape(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), min_score, nms_iou), -1)
+    faces = sorted((Face(tuple(int(round(v)) for v in boxes[i]), eye_roll(eyes[i])) for i in chosen),
+                   key=lambda f: f.box[2] * f.box[3], reverse=True)
+    kept = []
+    for face in faces:
+        if all(2 * overlap(face.box, larger.box) <= face.box[2] * face.box[3] for larger in kept):
+            kept.append(face)
+    return kept
+
+
+def overlap(a, b):
+    """Area shared by two (x, y, w, h) boxes."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, w) * max(0, h)
+
+
+def eye_roll(eyes):
+    """Degrees the line from the face's right eye to its left eye turns clockwise from level (y points down)."""
+    (right_x, right_y), (left_x, left_y) = eyes
+    return float(np.degrees(np.arctan2(left_y - right_y, left_x - right_x)))
 
 
 def tiles(width, height, share):
@@ -135,6 +263,10 @@ class HaarCascade:
         if self.cascade.empty():
             raise RuntimeError(f"could not load the face cascade {path}")
 
+    def faces(self, rgb):
+        """Faces (box, roll 0: the cascade finds no eyes) in the image's own coordinates, largest first."""
+        return [Face(box) for box in self.detect(rgb)]
+
     def detect(self, rgb):
         """Face boxes (x, y, w, h) in the image's own coordinates, largest first."""
         s = self.settings
@@ -151,7 +283,7 @@ def downscale(image, max_side):
     factor = max(h, w) / max_side
     if factor <= 1:
         return image, 1.0
-    small = cv2.resize(image, (round(w / factor), round(h / factor)), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(image, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
     return small, factor
 
 
@@ -161,8 +293,8 @@ DETECTORS = {"blazeface": BlazeFace, "haar": HaarCascade}
 
 class SharedDetector:
     """The process's one detector, used by one thread at a time. Neither a cv2.dnn.Net nor a
-    CascadeClassifier is thread-safe; a copy per gthread thread would cost about 10 MB each, and
-    OpenCV already spreads a single detection over the cores."""
+    CascadeClassifier is thread-safe, and a copy per gthread thread would cost about 10 MB each.
+    OpenCV runs each detection on one thread (gunicorn.conf.py): the cores go to the workers."""
 
     def __init__(self, name="blazeface"):
         if name not in DETECTORS:
@@ -174,32 +306,37 @@ class SharedDetector:
 
     def detect(self, rgb):
         """Face boxes (x, y, w, h), largest first, as the detector's own detect()."""
+        return [face.box for face in self.faces(rgb)]
+
+    def faces(self, rgb):
+        """Faces (box, roll), largest first, as the detector's own faces()."""
         with self._lock:
             # Built on first use, so that it belongs to the gunicorn worker rather than to the
             # process that forked it.
             if self._detector is None:
                 self._detector = DETECTORS[self.name]()
-            return self._detector.detect(rgb)
+            return self._detector.faces(rgb)
 
 
 def crop_box(box, scale, shift_y):
-    """The square region (x, y, side, side) that frames a detector box like FER-2013 does."""
+    """The square region (x, y, side, side) that frames an upright face's detector box like FER-2013 does."""
     x, y, w, h = box
     side = w * scale
     cx, cy = x + w / 2, y + h / 2 + shift_y * w
     return (int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(side)), int(round(side)))
 
 
-def crop_face(grey, box, settings):
-    """A 48x48 grey crop around a detector box, framed for that detector; borders are replicated
-    where the crop leaves the image."""
+def crop_face(grey, box, settings, roll=0.0):
+    """A 48x48 grey crop around a detector box, framed for that detector and turned by the face's
+    roll so that its eyes are level; borders are replicated where the crop leaves the image."""
     x, y, side, _ = crop_box(box, settings.crop_scale, settings.crop_shift_y)
-    h, w = grey.shape
-    pad = max(0, -x, -y, x + side - w, y + side - h)
-    if pad:
-        grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        x, y = x + pad, y + pad
-    return resize_face(grey[y:y + side, x:x + side])
+    bx, by, bw, bh = box
+    # Turn the image about the box centre until the face is upright; the box keeps its centre, so
+    # the upright framing applies. With no roll this copies the pixels of the square exactly.
+    turn = cv2.getRotationMatrix2D((bx + bw / 2, by + bh / 2), roll, 1.0)
+    turn[:, 2] -= (x, y)
+    square = cv2.warpAffine(grey, turn, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return resize_face(square)
 
 
 def clip_box(box, width, height):

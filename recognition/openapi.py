@@ -14,10 +14,12 @@ def openapi_spec(version, labels, config):
     }
     face = {
         "type": "object",
-        "required": ["box", "emotions", "dominant_emotion", "confidence"],
+        "required": ["box", "roll", "emotions", "dominant_emotion", "confidence"],
         "properties": {
             "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
                     "description": "[x, y, width, height] in pixels of the upright (EXIF-rotated) image"},
+            "roll": {"type": "number", "description": "degrees the face's eye line turns clockwise from level; "
+                                                      "the face is turned level before it is classified (0 when unknown)"},
             "emotions": {"type": "object", "required": labels,
                          "properties": {k: {"type": "number", "minimum": 0, "maximum": 1} for k in labels},
                          "description": "probabilities summing to 1"},

@@ -5,27 +5,28 @@ import cv2
 import numpy as np
 
 from recognition.classifier import classify
-from recognition.faces import FACE_SIZE, clip_box, crop_face, resize_face
+from recognition.faces import FACE_SIZE, Face, clip_box, crop_face, resize_face
 from recognition.images import DEFAULT_MAX_PIXELS, decode_image
 
 MODES = ("faces", "whole")
 
 
-def face_result(box, probs, labels):
-    """One face of the response: its box and the probability of each emotion."""
+def face_result(face, probs, labels):
+    """One face of the response: its box, its roll and the probability of each emotion."""
     emotions = {label: float(p) for label, p in zip(labels, probs)}
     best = int(np.argmax(probs))
-    return {"box": [int(v) for v in box], "emotions": emotions,
+    return {"box": [int(v) for v in face.box], "roll": round(face.roll, 1), "emotions": emotions,
             "dominant_emotion": labels[best], "confidence": float(probs[best])}
 
 
 def find_faces(rgb, grey, detector):
-    """(boxes clipped to the image, 48x48 grey crops) of every face the detector finds, largest first."""
-    boxes = detector.detect(rgb)
-    crops = (np.stack([crop_face(grey, box, detector.settings) for box in boxes]) if boxes
+    """(faces with their boxes clipped to the image, 48x48 grey crops turned level) of every face
+    the detector finds, largest first."""
+    faces = detector.faces(rgb)
+    crops = (np.stack([crop_face(grey, face.box, detector.settings, face.roll) for face in faces]) if faces
              else np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8))
     height, width = grey.shape
-    return [clip_box(box, width, height) for box in boxes], crops
+    return [Face(clip_box(face.box, width, height), face.roll) for face in faces], crops
 
 
 def recognize(data, classifier, detector, mode="faces", max_pixels=DEFAULT_MAX_PIXELS):
@@ -36,20 +37,20 @@ def recognize(data, classifier, detector, mode="faces", max_pixels=DEFAULT_MAX_P
     height, width = rgb.shape[:2]
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # FER-2013 is grey; colour only helps the detector
     if mode == "whole":
-        boxes = [(0, 0, width, height)]
+        faces = [Face((0, 0, width, height))]
         crops = resize_face(grey)[None]
     else:
-        boxes, crops = find_faces(rgb, grey, detector)
+        faces, crops = find_faces(rgb, grey, detector)
     t2 = time.perf_counter()
     probs = classify(classifier, crops)
     t3 = time.perf_counter()
     result = {
-        "faces": [face_result(box, p, classifier.labels) for box, p in zip(boxes, probs)],
+        "faces": [face_result(face, p, classifier.labels) for face, p in zip(faces, probs)],
         "image": {"width": width, "height": height},
         "mode": mode,
         "timing_ms": {"decode": round((t1 - t0) * 1e3, 2), "detect": round((t2 - t1) * 1e3, 2),
                       "classify": round((t3 - t2) * 1e3, 2)},
     }
-    if not boxes:
+    if not faces:
         result["message"] = "no face found; send mode=whole to classify the whole image as one face"
     return result

@@ -9,7 +9,13 @@ ratios are that detector's crop_scale and crop_shift_y in recognition/faces.py.
 
 Then it checks the framing end to end: the served model's accuracy on the faces the detector
 found, classified from the original 48x48 images and from the app's crops of the upscaled ones.
+
+    python scripts/fit_crop.py --short-range
+
+measures instead where the short-range BlazeFace model draws its box on the faces that both
+BlazeFace models find: the box_scale and box_shift of SHORT_RANGE in recognition/faces.py.
 """
+import dataclasses
 import argparse
 import sys
 from pathlib import Path
@@ -19,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from recognition.classifier import classify, load_classifier  # noqa: E402
-from recognition.faces import DETECTORS, crop_face  # noqa: E402
+from recognition.faces import DETECTORS, FULL_RANGE, SHORT_RANGE, BlazeNet, crop_face, select  # noqa: E402
 from training.data import DEFAULT_DATA, load_dataset  # noqa: E402
 
 
@@ -31,20 +37,23 @@ def main():
     p.add_argument("--split", default="val", help="split to measure on (default: val)")
     p.add_argument("--upscale", type=int, default=4, help="upscaling factor before detection (default: 4)")
     p.add_argument("--pad", type=int, default=12, help="grey border added around each 48x48 face, so that faces filling the frame are found too (default: 12)")
+    p.add_argument("--short-range", action="store_true", help="fit the short-range model's box to the full-range one's instead (default: off)")
     args = p.parse_args()
-    detector = DETECTORS[args.detector]()
     split = load_dataset(args.data)[args.split]
     images = split.images
+    upscaled = (cv2.resize(cv2.copyMakeBorder(image, *[args.pad] * 4, cv2.BORDER_CONSTANT, value=128), None,
+                           fx=args.upscale, fy=args.upscale, interpolation=cv2.INTER_CUBIC) for image in images)
+    if args.short_range:
+        return fit_short_range(upscaled)
+    detector = DETECTORS[args.detector]()
     scales, shifts_x, shifts_y, crops, found = [], [], [], [], []
-    for i, image in enumerate(images):
-        framed = cv2.copyMakeBorder(image, *[args.pad] * 4, cv2.BORDER_CONSTANT, value=128)
-        big = cv2.resize(framed, None, fx=args.upscale, fy=args.upscale, interpolation=cv2.INTER_CUBIC)
-        boxes = detector.detect(cv2.cvtColor(big, cv2.COLOR_GRAY2RGB))
-        if not boxes:
+    for i, big in enumerate(upscaled):
+        faces = detector.faces(cv2.cvtColor(big, cv2.COLOR_GRAY2RGB))
+        if not faces:
             continue
-        crops.append(crop_face(big, boxes[0], detector.settings))
+        crops.append(crop_face(big, faces[0].box, detector.settings, faces[0].roll))
         found.append(i)
-        x, y, w, h = (v / args.upscale for v in boxes[0])
+        x, y, w, h = (v / args.upscale for v in faces[0].box)
         x, y = x - args.pad, y - args.pad
         scales.append(48 / w)
         shifts_x.append((24 - (x + w / 2)) / w)
@@ -59,6 +68,21 @@ def main():
     for name, faces in (("original 48x48 faces", images[found]), ("the app's crops", np.stack(crops))):
         accuracy = (classify(classifier, faces).argmax(1) == labels).mean()
         print(f"{args.model} on the {len(found)} found faces, {name}: accuracy {accuracy:.4f}")
+
+
+def fit_short_range(upscaled):
+    """Print the median width ratio and centre shift from the short-range box to the full-range box."""
+    full, short = BlazeNet(FULL_RANGE), BlazeNet(dataclasses.replace(SHORT_RANGE, box_scale=1.0, box_shift=(0.0, 0.0)))
+    scales, shifts = [], []
+    for big in upscaled:
+        rgb = cv2.cvtColor(big, cv2.COLOR_GRAY2RGB)
+        pair = [select(*net.candidates(rgb, 0.5), 0.5, 0.3) for net in (full, short)]
+        if all(len(faces) == 1 for faces in pair):
+            (fx, fy, fw, fh), (sx, sy, sw, sh) = (faces[0].box for faces in pair)
+            scales.append(fw / sw)
+            shifts.append(((fx + fw / 2 - sx - sw / 2) / sw, (fy + fh / 2 - sy - sh / 2) / sw))
+    scale, (shift_x, shift_y) = np.median(scales), np.median(shifts, axis=0)
+    print(f"{len(scales)} faces found once by each model: box_scale {scale:.3f}, box_shift ({shift_x:.3f}, {shift_y:.3f})")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,86 @@
+"""Close-ups, tilted heads and the faces counted on made images (scripts/benchmark_faces.py measures more)."""
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from conftest import encode
+from recognition.faces import BlazeFace, BlazeFaceSettings, crop_face
+
+
+def turned(rgb, degrees):
+    """The image turned clockwise (as seen) by `degrees` about its centre, in a grey canvas 1.5x its sides."""
+    h, w = rgb.shape[:2]
+    canvas = cv2.copyMakeBorder(rgb, h // 4, h // 4, w // 4, w // 4, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+    turn = cv2.getRotationMatrix2D((canvas.shape[1] / 2, canvas.shape[0] / 2), -degrees, 1.0)
+    return cv2.warpAffine(canvas, turn, canvas.shape[1::-1], borderValue=(128, 128, 128))
+
+
+def close_up(astronaut):
+    """Her face filling a 360x360 frame, forehead and chin cut: the full-range model alone finds nothing."""
+    return np.asarray(astronaut.crop((165, 80, 265, 185)).resize((360, 360), Image.BICUBIC))
+
+
+def grey(rgb):
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return BlazeFace()
+
+
+def test_a_close_up_the_full_range_model_misses_is_found(astronaut, detector):
+    image = close_up(astronaut)
+    assert BlazeFace(BlazeFaceSettings(close_up=False)).faces(image) == []
+    (face,) = detector.faces(image)
+    x, y, w, h = face.box
+    assert 120 < x + w / 2 < 240 and 60 < y + h / 2 < 240 and w > 250
+
+
+def roll_in(crop, detector):
+    """The roll the detector measures in a 48x48 crop, upscaled with a grey border as fit_crop.py does."""
+    framed = cv2.copyMakeBorder(crop, 12, 12, 12, 12, cv2.BORDER_CONSTANT, value=128)
+    big = cv2.resize(framed, None, fx=5, fy=5, interpolation=cv2.INTER_CUBIC)
+    (face,) = detector.faces(cv2.cvtColor(big, cv2.COLOR_GRAY2RGB))
+    return face.roll
+
+
+@pytest.mark.parametrize("degrees", [-30, 20])
+def test_a_tilted_face_is_cropped_level(astronaut, detector, degrees):
+    tilted = turned(np.asarray(astronaut), degrees)
+    (face,) = detector.faces(tilted)
+    assert abs(face.roll - 4.5 - degrees) < 9  # her head leans about 4.5 degrees in the photo
+    level = crop_face(grey(tilted), face.box, detector.settings, face.roll)
+    upright_crop = crop_face(grey(tilted), face.box, detector.settings)
+    assert abs(roll_in(level, detector)) < 8 and abs(roll_in(upright_crop, detector)) > 12
+
+
+def made_images(astronaut):
+    """Images made from scikit-image's photos, with the number of human faces in each."""
+    face = np.asarray(astronaut)
+    return {
+        "astronaut": (face, 1),
+        "astronaut close-up": (close_up(astronaut), 1),
+        "two astronauts": (np.hstack([face, face[:, ::-1]]), 2),
+        "astronaut turned 30 degrees": (turned(face, 30), 1),
+        "coffee cup": (skdata.coffee(), 0),
+        "cat (chelsea)": (skdata.chelsea(), 0),
+        "rocket": (skdata.rocket(), 0),
+        "grey noise": (np.random.default_rng(0).integers(0, 256, (360, 480, 3), dtype=np.uint8), 0),
+    }
+
+
+def test_faces_are_counted_right_on_made_images(astronaut, detector):
+    counts = {name: len(detector.faces(image)) for name, (image, _) in made_images(astronaut).items()}
+    assert counts == {name: count for name, (_, count) in made_images(astronaut).items()}
+
+
+def test_the_response_gives_each_face_its_roll(client, astronaut):
+    image = encode(turned(np.asarray(astronaut), 20), "PNG")
+    (face,) = client.post("/predict", data=image, content_type="image/png").json["faces"]
+    assert 20 < face["roll"] < 30
+    result = client.get("/openapi.json").json["paths"]["/predict"]["post"]["responses"]["200"]
+    face_schema = result["content"]["application/json"]["schema"]["oneOf"][0]["properties"]["faces"]["items"]
+    assert "roll" in face_schema["required"] and face_schema["properties"]["roll"]["type"] == "number"
