@@ -38,7 +38,7 @@ class OnGrey:
 VARIANTS = {
     "blazeface score 0.5 (default)": BlazeFace(),
     "blazeface without close-ups (before)": BlazeFace(BlazeFaceSettings(close_up=False)),
-    "blazeface close-ups at score 0.5": BlazeFace(BlazeFaceSettings(close_up_min_score=0.5)),
+    "blazeface close-ups at score 0.6": BlazeFace(BlazeFaceSettings(close_up_min_score=0.6)),
     "blazeface without tiles": BlazeFace(BlazeFaceSettings(tile_above=100_000)),
     "blazeface tiles above 640 px": BlazeFace(BlazeFaceSettings(tile_above=640)),
     "blazeface score 0.6 (MediaPipe's)": BlazeFace(BlazeFaceSettings(min_score=0.6)),
