@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+from math import nan
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,12 +26,18 @@ from recognition.batch import Job  # noqa: E402
 from recognition.engine_local import IMAGES_PER_TASK  # noqa: E402
 
 
+def cpu_seconds():
+    """CPU time of this process and of its finished children (the local engine's workers)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def timed(inputs, out, job, **kwargs):
-    """Seconds one analysis takes, start-up included."""
-    start = time.perf_counter()
+    """(wall seconds, CPU seconds of the local engine's processes) of one analysis, start-up included."""
+    start, cpu = time.perf_counter(), cpu_seconds()
     _, skipped, _ = analyze([str(p) for p in inputs], out, job, progress=False, **kwargs)
     assert not skipped, skipped
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu_seconds() - cpu
 
 
 def verdict(value, target, higher_is_better=True):
@@ -57,25 +64,34 @@ def main():
         out = tmp / "out.csv"
         local = {"workers": args.workers}
         few = photos[:args.workers * IMAGES_PER_TASK]  # a task for each process: the same start-up as the folder's
-        small = timed(few, out, job, **local)
-        folder = timed([tmp / "photos"], out, job, **local)
-        clip = timed([video], out, job, **local)
+        small, small_cpu = timed(few, out, job, **local)
+        folder, folder_cpu = timed([tmp / "photos"], out, job, **local)
+        clip, clip_cpu = timed([video], out, job, **local)
         rate, rate_after = args.photos / folder, (args.photos - len(few)) / max(1e-9, folder - small)
         startup = max(0.0, small - len(few) / rate_after)
-        speed, speed_after = args.video_seconds / clip, args.video_seconds / max(1e-9, clip - startup)
+        # (a video of one 10 s part runs in this process, without the pool's start-up: nan then)
+        speed, speed_after = args.video_seconds / clip, args.video_seconds / (clip - startup) if clip > startup else nan
+        # CPU time counts the work whatever else the machine runs: cores / CPU per item is the rate idle cores allow.
+        photo_cpu = (folder_cpu - small_cpu) / (args.photos - len(few))
+        video_cpu = clip_cpu - (small_cpu - len(few) * photo_cpu)  # less the processes' start-up
         print(f"start-up ({args.workers} processes, from {len(few)} and {args.photos} photos): {startup:.2f} s")
         print(f"photos: {args.photos} in {folder:.2f} s = {rate:.0f}/s whole, {rate_after:.0f}/s after start-up "
-              f"(target >= 150/s: {verdict(rate_after, 150)})")
+              f"(target >= 150/s: {verdict(rate_after, 150)}); CPU {1e3 * photo_cpu:.1f} ms a photo, "
+              f"so at most {args.workers / photo_cpu:.0f}/s on {args.workers} idle cores")
         print(f"video: {args.video_seconds:g} s of 720p in {clip:.2f} s = {speed:.1f}x real time whole, "
-              f"{speed_after:.1f}x after start-up (target >= 10x: {verdict(speed_after, 10)})")
+              f"{speed_after:.1f}x after start-up (target >= 10x: {verdict(speed_after, 10)}); CPU {video_cpu:.1f} s "
+              f"after start-up, so at most {args.workers * args.video_seconds / video_cpu:.1f}x on idle cores")
         if not args.no_ray:
             import ray
+            # Ray starts its workers at niceness 15, below the local engine's processes: on a busy
+            # machine that would time the scheduler's preference rather than Ray's overhead.
+            os.environ.setdefault("RAY_worker_niceness", "0")
             start = time.perf_counter()
             ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
             print(f"Ray start (once per cluster, not counted below): {time.perf_counter() - start:.1f} s")
             both = [tmp / "photos", video]
-            local_both = timed(both, out, job, **local)
-            ray_both = timed(both, out, job, engine="ray")
+            local_both, _ = timed(both, out, job, **local)
+            ray_both, _ = timed(both, out, job, engine="ray")
             ray.shutdown()
             print(f"photos + video: local {local_both:.2f} s, Ray {ray_both:.2f} s = {ray_both / local_both:.2f}x "
                   f"(target <= 1.5x: {verdict(ray_both / local_both, 1.5, higher_is_better=False)})")
