@@ -119,6 +119,14 @@ def create_app(config=None):
     return app
 
 
+def page_settings(config, labels):
+    """What the page needs from the server: the label order of the served model and the limits."""
+    return {"labels": list(labels), "token_required": bool(config["API_TOKEN"]),
+            "max_upload_mb": config["MAX_UPLOAD_MB"], "max_pixels": config["MAX_PIXELS"],
+            "max_images": config["MAX_IMAGES"], "max_video_mb": config["MAX_VIDEO_MB"],
+            "max_video_seconds": config["MAX_VIDEO_SECONDS"]}
+
+
 def check_token(app):
     """None when the request may use the API, else the 401 response."""
     expected = app.config["API_TOKEN"]
@@ -139,9 +147,7 @@ def register_routes(app):
 
     @app.get("/")
     def index():
-        return render_template("index.html", token_required=bool(app.config["API_TOKEN"]),
-                               max_upload_mb=app.config["MAX_UPLOAD_MB"], max_video_mb=app.config["MAX_VIDEO_MB"],
-                               max_video_s=app.config["MAX_VIDEO_SECONDS"])
+        return render_template("index.html", page=page_settings(app.config, classifier.labels))
 
     @app.get("/healthz")
     def healthz():

@@ -2,16 +2,18 @@
    a video -> POST /predict/video -> a timeline of each face's emotions. */
 "use strict";
 
-const LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
-const MAX_UPLOAD_MB = parseFloat(document.body.dataset.maxUploadMb);
+// Labels and limits come from the server (templates/index.html), so the page follows the served model.
+const SETTINGS = JSON.parse(document.getElementById("settings").textContent);
+const LABELS = SETTINGS.labels;
+const MAX_UPLOAD_MB = SETTINGS.max_upload_mb;
 const WEBCAM_INTERVAL_MS = 200; // at most 5 frames a second, and never two requests at once
-const MAX_VIDEO_MB = parseFloat(document.body.dataset.maxVideoMb);
+const MAX_VIDEO_MB = SETTINGS.max_video_mb;
 // One colour per emotion, in LABELS order: matplotlib's tab10, as in the command's --plot PNGs.
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"];
 
 const MESSAGES = {
   payload_too_large: () => `That file is too large: the limit is ${MAX_UPLOAD_MB} MB.`,
-  too_many_pixels: () => "That image has too many pixels to analyse (the limit is 40 megapixels).",
+  too_many_pixels: () => `That image has too many pixels to analyse (the limit is ${SETTINGS.max_pixels / 1e6} megapixels).`,
   unsupported_image_type: () => "That file type is not supported. Use a JPEG, PNG, WebP, BMP or GIF image.",
   unsupported_media_type: () => "That file type is not supported. Use a JPEG, PNG, WebP, BMP or GIF image.",
   invalid_image: () => "That file is not an image that can be read (it may be damaged or not an image at all).",
@@ -325,7 +327,7 @@ function wireDropZone(zone, input, pick, handle) {
 }
 
 $(function () {
-  if (document.body.dataset.tokenRequired === "true" && !token()) $("#token-box").removeClass("d-none");
+  if (SETTINGS.token_required && !token()) $("#token-box").removeClass("d-none");
   $("#token-form").on("submit", (e) => {
     e.preventDefault();
     sessionStorage.setItem("fer-token", $("#token-input").val());

@@ -4,6 +4,7 @@ import builtins
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -220,6 +221,21 @@ def test_token_is_required_when_set(token_client, astronaut_jpeg):
 
 def test_page_and_static_assets_stay_public_with_a_token(token_client):
     page = token_client.get("/")
-    assert page.status_code == 200 and b'data-token-required="true"' in page.data
+    assert page.status_code == 200 and page_settings(page)["token_required"] is True
     assert token_client.get("/static/app.js").status_code == 200
     assert token_client.get("/healthz").status_code == 200
+
+
+def page_settings(response):
+    """The settings the page reads from the server, embedded in its HTML."""
+    found = re.search(r'<script type="application/json" id="settings">(.*?)</script>', response.text, re.S)
+    assert found, "the page embeds no settings"
+    return json.loads(found.group(1))
+
+
+def test_page_takes_labels_and_limits_from_the_server():
+    client = create_app({"MAX_IMAGES": 5, "MAX_PIXELS": 1_000_000}).test_client()
+    settings = page_settings(client.get("/"))
+    assert settings["labels"] == client.get("/healthz").json["labels"] and settings["token_required"] is False
+    assert settings["max_images"] == 5 and settings["max_pixels"] == 1_000_000
+
