@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 
 from recognition.classifier import classify, load_classifier
-from recognition.faces import DETECTORS, FACE_SIZE
+from modelfile import FACE_SIZE
+from recognition.faces import DETECTORS, find_faces
 from recognition.images import DEFAULT_MAX_PIXELS, ImageRejected, decode_image
-from recognition.pipeline import find_faces
 from recognition.tracking import assign_tracks, smooth_tracks
 from recognition.video import VIDEO_EXTENSIONS, VideoError, open_video, parts, sample_frames
 

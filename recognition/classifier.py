@@ -1,24 +1,18 @@
-"""Load the exported emotion model (model/fer.pt) and classify batches of 48x48 grey faces.
+"""Load the exported emotion model (model/fer.pt) and classify batches of grey faces.
 
-The file's contract: float32 (N, 1, 48, 48) in [0, 1] in, (N, 7) softmax probabilities out,
-labels and other metadata in its meta.json. Nothing here knows how it was trained.
+The file's contract is in `modelfile`; nothing here knows how the model was trained.
 
 model/fer.pt is a float file that any PyTorch build runs. A faster file for one quantised
 engine may sit beside it, named after the engine (model/fer.onednn.pt); it is served instead
 where this PyTorch build has that engine and the file loads and agrees with the portable one.
 """
-import json
 import logging
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-
-class ModelError(RuntimeError):
-    """The model file is missing or does not honour the contract."""
+from modelfile import FACE_SIZE, ModelError, engine_files, load
 
 
 @dataclass
@@ -62,13 +56,6 @@ def load_classifier(path, fusion=True):
     return portable
 
 
-def engine_files(path):
-    """Files beside `path` named for a quantised engine this PyTorch build has (fer.pt -> fer.onednn.pt)."""
-    path = Path(path)
-    engines = [e for e in torch.backends.quantized.supported_engines if e != "none"]
-    return [f for f in (path.with_name(f"{path.stem}.{e}{path.suffix}") for e in engines) if f.is_file()]
-
-
 # Faces the engine-specific and portable files must agree on: smooth random grey images, fixed.
 PROBE_FACES = np.clip(np.random.default_rng(0).normal(128, 40, (16, 6, 6)).repeat(8, 1).repeat(8, 2), 0, 255
                       ).astype(np.uint8)
@@ -83,50 +70,15 @@ def load_model_file(path, fusion=True):
     unfused; the common small batches are compiled here.
     """
     torch.jit.enable_onednn_fusion(fusion)
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found")
-    select_quantized_engine(path)
-    extra = {"meta.json": ""}
-    try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except (RuntimeError, ValueError, OSError) as e:
-        reason = str(e).strip().splitlines()[0].split(". ")[0][:160] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: not a loadable TorchScript model ({reason})") from None
-    try:
-        meta = json.loads(extra["meta.json"] or "{}")
-    except json.JSONDecodeError:
-        raise ModelError(f"{path}: meta.json inside the model is not valid JSON") from None
-    labels = tuple(meta.get("labels", ()))
-    if len(labels) != 7:
-        raise ModelError(f"{path}: meta.json must list 7 labels, found {len(labels)}")
-    module.eval()
-    classifier = Classifier(module, labels, meta)
-    probs = classify(classifier, np.zeros((1, 48, 48), np.uint8))
-    if probs.shape != (1, 7) or not np.isclose(probs.sum(), 1.0, atol=1e-3):
+    module, meta = load(path)
+    classifier = Classifier(module, tuple(meta["labels"]), meta)
+    probs = classify(classifier, np.zeros((1, FACE_SIZE, FACE_SIZE), np.uint8))
+    if probs.shape != (1, len(classifier.labels)) or not np.isclose(probs.sum(), 1.0, atol=1e-3):
         raise ModelError(f"{path}: output is not (N, 7) probabilities")
     for batch in WARM_BATCHES if fusion else ():
         for _ in range(2):  # the first call profiles, the second compiles
-            classify(classifier, np.zeros((batch, 48, 48), np.uint8))
+            classify(classifier, np.zeros((batch, FACE_SIZE, FACE_SIZE), np.uint8))
     return classifier
-
-
-def select_quantized_engine(path):
-    """Select the quantised engine an int8 file names in its meta.json, before it is loaded.
-
-    int8 files pack their weights for one engine (oneDNN: conv + add + ReLU as one kernel) when
-    they load. Files without the entry (float ones) leave the process as it is.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            name = next((n for n in archive.namelist() if n.endswith("/extra/meta.json")), None)
-            engine = (json.loads(archive.read(name)).get("quantisation") or {}).get("engine") if name else None
-    except (zipfile.BadZipFile, json.JSONDecodeError, AttributeError, OSError):
-        return  # torch.jit.load reports what is wrong with the file
-    if engine:
-        if engine not in torch.backends.quantized.supported_engines:
-            raise ModelError(f"{path}: needs the quantised engine {engine!r}, which this PyTorch build lacks")
-        torch.backends.quantized.engine = engine
 
 
 def classify(classifier, faces):

@@ -13,6 +13,8 @@ import numpy as np
 import ray
 import torch
 
+import modelfile
+
 from recognition.batch import FaceClassifier, FaceFinder, Unit
 
 UNITS_PER_DETECT = 4     # units per detector call: small, so that the actors share the work evenly
@@ -70,9 +72,10 @@ class ClassifyFaces:
 def connect(address=None):
     """Join the Ray cluster at `address`, or start one on this machine; nothing if already connected."""
     if not ray.is_initialized():
-        package = str(Path(__file__).resolve().parent)
+        # A cluster's workers get this package and the model file's contract, which it imports.
+        packages = [str(Path(__file__).resolve().parent), str(Path(modelfile.__file__).resolve().parent)]
         ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
-                 runtime_env={"py_modules": [package]} if address else None)
+                 runtime_env={"py_modules": packages} if address else None)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows in the order of the local engine
     context.enable_progress_bars = False              # the command draws its own,

@@ -19,7 +19,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-FACE_SIZE = 48
+from modelfile import FACE_SIZE
+
 BLAZEFACE_DIR = Path(__file__).resolve().parent / "blazeface"
 
 
@@ -317,6 +318,16 @@ class SharedDetector:
             if self._detector is None:
                 self._detector = DETECTORS[self.name]()
             return self._detector.faces(rgb)
+
+
+def find_faces(rgb, grey, detector):
+    """(faces with their boxes clipped to the image, 48x48 grey crops turned level) of every face
+    the detector finds, largest first."""
+    faces = detector.faces(rgb)
+    crops = (np.stack([crop_face(grey, face.box, detector.settings, face.roll) for face in faces]) if faces
+             else np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8))
+    height, width = grey.shape
+    return [Face(clip_box(face.box, width, height), face.roll) for face in faces], crops
 
 
 def crop_box(box, scale, shift_y):

@@ -29,11 +29,11 @@ HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"
 
 
 class ImageRejected(ValueError):
-    """An upload we refuse; `status` and `code` become the HTTP error."""
+    """An upload we refuse: `code` names the reason (e.g. too_many_pixels), `message` explains it."""
 
-    def __init__(self, status, code, message):
+    def __init__(self, code, message):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.code, self.message = code, message
 
 
 def unsupported_format(data):
@@ -68,30 +68,30 @@ def jpeg_scans(data):
 
 def unsupported(name):
     """The 415 for an image in a format we recognise but do not decode."""
-    return ImageRejected(415, "unsupported_image_type", f"{name} images are not supported; send one of {SUPPORTED_NAMES}")
+    return ImageRejected("unsupported_image_type", f"{name} images are not supported; send one of {SUPPORTED_NAMES}")
 
 
 def open_image(data, max_pixels=DEFAULT_MAX_PIXELS):
     """Open (not yet decode) an upload, checking format and pixel count from the header."""
     if not data:
-        raise ImageRejected(400, "empty_image", "the image is empty (0 bytes)")
+        raise ImageRejected("empty_image", "the image is empty (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
-        raise ImageRejected(413, "too_many_pixels", "the image claims more pixels than Pillow will open; "
+        raise ImageRejected("too_many_pixels", "the image claims more pixels than Pillow will open; "
                             f"the limit is {max_pixels / 1e6:.0f} megapixels") from None
     except (UnidentifiedImageError, OSError, ValueError):
         if unsupported_format(data):
             raise unsupported(unsupported_format(data)) from None
-        raise ImageRejected(400, "invalid_image", f"the upload is not an image Pillow can read (supported: {SUPPORTED_NAMES})") from None
+        raise ImageRejected("invalid_image", f"the upload is not an image Pillow can read (supported: {SUPPORTED_NAMES})") from None
     if image.format not in SUPPORTED_FORMATS:
         raise unsupported(image.format)
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageRejected(413, "too_many_pixels", f"the image is {width}x{height} = {width * height:,} pixels; "
+        raise ImageRejected("too_many_pixels", f"the image is {width}x{height} = {width * height:,} pixels; "
                             f"the limit is {max_pixels:,}")
     if width < 1 or height < 1:
-        raise ImageRejected(400, "invalid_image", f"the image has no pixels ({width}x{height})")
+        raise ImageRejected("invalid_image", f"the image has no pixels ({width}x{height})")
     check_decode_work(image, data)
     return image
 
@@ -100,10 +100,10 @@ def check_decode_work(image, data):
     """Refuse, from the header, the files whose decoding costs far more than their pixels: JPEG scans, RLE BMPs."""
     width, height = image.size
     if image.format == "BMP" and image.info.get("compression") in BMP_RLE and width * height > MAX_RLE_PIXELS:
-        raise ImageRejected(413, "too_many_pixels", f"the run-length compressed BMP is {width}x{height} pixels; "
+        raise ImageRejected("too_many_pixels", f"the run-length compressed BMP is {width}x{height} pixels; "
                             f"the limit for such BMPs is {MAX_RLE_PIXELS:,} (send PNG or JPEG)")
     if image.format in ("JPEG", "MPO") and jpeg_scans(data) > MAX_JPEG_SCANS:
-        raise ImageRejected(413, "too_many_scans", f"the JPEG holds {jpeg_scans(data):,} scans; the limit is "
+        raise ImageRejected("too_many_scans", f"the JPEG holds {jpeg_scans(data):,} scans; the limit is "
                             f"{MAX_JPEG_SCANS} (progressive photos have about 10)")
 
 
@@ -163,5 +163,5 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
         ImageOps.exif_transpose(image, in_place=True)  # in place: the stored and the turned image never both stay
         return to_rgb(image)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
-        raise ImageRejected(400, "invalid_image", f"the {image.format} image is damaged or truncated "
+        raise ImageRejected("invalid_image", f"the {image.format} image is damaged or truncated "
                             "and could not be decoded") from None

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 
 from recognition.classifier import classify
-from recognition.faces import FACE_SIZE, Face, clip_box, crop_face, resize_face
+from recognition.faces import Face, find_faces, resize_face
 from recognition.images import DEFAULT_MAX_PIXELS, decode_image
 
 MODES = ("faces", "whole")
@@ -17,16 +17,6 @@ def face_result(face, probs, labels):
     best = int(np.argmax(probs))
     return {"box": [int(v) for v in face.box], "roll": round(face.roll, 1), "emotions": emotions,
             "dominant_emotion": labels[best], "confidence": float(probs[best])}
-
-
-def find_faces(rgb, grey, detector):
-    """(faces with their boxes clipped to the image, 48x48 grey crops turned level) of every face
-    the detector finds, largest first."""
-    faces = detector.faces(rgb)
-    crops = (np.stack([crop_face(grey, face.box, detector.settings, face.roll) for face in faces]) if faces
-             else np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8))
-    height, width = grey.shape
-    return [Face(clip_box(face.box, width, height), face.roll) for face in faces], crops
 
 
 def recognize(data, classifier, detector, mode="faces", max_pixels=DEFAULT_MAX_PIXELS):

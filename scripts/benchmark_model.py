@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from training.export import load_exported as load  # noqa: E402
+from modelfile import load  # noqa: E402
 
 
 def time_per_face(module, batch, repeats):

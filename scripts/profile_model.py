@@ -15,7 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from training.export import load_exported  # noqa: E402
+from modelfile import load as load_exported  # noqa: E402
 
 
 def main():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import app as app_module
+import web.routes
 from conftest import encode, oriented
 from known_answers import SAMPLES, TOLERANCE, answer
 
@@ -131,7 +131,7 @@ def test_an_unexpected_failure_is_a_json_500_without_a_traceback(client, astrona
     def fail(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(app_module, "recognize", fail)
+    monkeypatch.setattr(web.routes, "recognize", fail)
     response = client.post("/predict", data=astronaut_jpeg, content_type="image/jpeg")
     assert response.status_code == 500
     assert response.json == {"error": {"code": "internal_error", "message": "the server failed to process this request"}}

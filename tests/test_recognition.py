@@ -113,26 +113,27 @@ def test_exif_orientation_turns_the_image_upright(orientation, fmt):
 def test_refuses_too_many_pixels_before_decoding():
     with pytest.raises(ImageRejected) as e:
         decode_image(encode(Image.new("L", (2000, 1000)), "PNG"), max_pixels=1_000_000)
-    assert e.value.status == 413 and "2000x1000" in e.value.message
+    assert e.value.code == "too_many_pixels" and "2000x1000" in e.value.message
 
 
-@pytest.mark.parametrize("data,status", [(b"", 400), (b"not an image", 400), (b"\x89PNG\r\n\x1a\n" + b"\0" * 20, 400)])
-def test_rejects_what_is_not_an_image(data, status):
+@pytest.mark.parametrize("data,code", [(b"", "empty_image"), (b"not an image", "invalid_image"),
+                                       (b"\x89PNG\r\n\x1a\n" + b"\0" * 20, "invalid_image")])
+def test_rejects_what_is_not_an_image(data, code):
     with pytest.raises(ImageRejected) as e:
         decode_image(data)
-    assert e.value.status == status
+    assert e.value.code == code
 
 
 def test_rejects_supported_but_unaccepted_formats():
     with pytest.raises(ImageRejected) as e:
         decode_image(encode(Image.new("L", (8, 8)), "TIFF"))
-    assert e.value.status == 415 and "TIFF" in e.value.message
+    assert e.value.code == "unsupported_image_type" and "TIFF" in e.value.message
 
 
 def test_truncated_jpeg_is_a_clear_error(astronaut_jpeg):
     with pytest.raises(ImageRejected) as e:
         decode_image(astronaut_jpeg[: len(astronaut_jpeg) // 2])
-    assert e.value.status == 400 and "truncated" in e.value.message
+    assert e.value.code == "invalid_image" and "truncated" in e.value.message
 
 
 def test_committed_model_honours_the_contract(app):

@@ -122,7 +122,7 @@ def test_fuzz_decode_random_bytes_never_crashes(data):
         rgb = decode_image(data)
         assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
     except ImageRejected as e:
-        assert e.status in ALLOWED
+        assert e.code in {"empty_image", "invalid_image", "too_many_pixels", "too_many_scans", "unsupported_image_type"}
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+import modelfile
 from training import augment, data, models, train
 from training.checkpoint import load_checkpoint_model
 from training.data import DataError, LABELS
@@ -341,7 +342,7 @@ def test_int8_export_runs_quantised_kernels_and_agrees_with_the_checkpoint(train
     out = tmp_path / "int8.pt"
     export.main(["--checkpoint", str(trained_run / "best.pt"), "--data", str(csv_path), "--out", str(out),
                  "--dtype", "int8", "--calibration-images", "100", "--no-calibrate"])
-    module, meta = export.load_exported(out)
+    module, meta = modelfile.load(out)
     assert meta["dtype"] == "int8" and meta["quantisation"]["calibration_images"] == 100
     assert meta["quantisation"]["engine"] == "onednn"
     assert "quantized::conv2d_add_relu" in str(module.graph)  # residual adds run inside the convs
@@ -382,7 +383,7 @@ def test_int8_export_runs_quantised_kernels_and_agrees_with_the_checkpoint(train
 
 
 def test_int8_input_quantisation_is_exact_for_pixel_values():
-    from training.export import QuantizeInput
+    from training.quantise import QuantizeInput
     pixels = torch.arange(256, dtype=torch.float32).reshape(1, 1, 16, 16) / 255
     q = QuantizeInput(0.5136)(pixels)
     assert q.q_zero_point() == 131 and q.q_scale() == pytest.approx(1 / 255)
@@ -390,7 +391,7 @@ def test_int8_input_quantisation_is_exact_for_pixel_values():
 
 
 def test_fold_normalisation_moves_the_std_into_the_first_conv():
-    from training.export import fold_normalisation
+    from training.quantise import fold_normalisation
     torch.manual_seed(0)
     net = models.build_model("fernet").eval()
     x = torch.rand(4, 1, 48, 48)

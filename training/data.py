@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-SIZE = 48
+from modelfile import FACE_SIZE as SIZE, LABELS  # the CSV's label column follows the contract's order
+
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 DEFAULT_DATA = "../shared/data/fer2013.csv.gz"  # the Kaggle CSV, read by path from the shared folder
 DEFAULT_VOTES = "../shared/data/ferplus_votes.csv.gz"  # FER+ votes, row N = row N of the CSV

@@ -25,7 +25,7 @@ from training.data import (DEFAULT_DATA, DEFAULT_VOTES, LABELS, attach_votes, fe
                            has_votes, load_dataset)
 from training.engine import predict_logits, predict_probs  # noqa: E402
 from training.checkpoint import load_checkpoint_model  # noqa: E402
-from training.export import load_exported  # noqa: E402
+from modelfile import load as load_exported  # noqa: E402
 
 
 def load_any(path):

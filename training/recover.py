@@ -21,7 +21,7 @@ from torch import nn
 from training.data import load_dataset
 from training.checkpoint import make_checkpoint, save_atomic
 from training.engine import Normalize, to_tensor
-from training.export import load_exported
+from modelfile import load as load_exported
 from training.models import build_model, model_cost
 
 

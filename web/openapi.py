@@ -1,5 +1,6 @@
 """The OpenAPI 3.1 description served at /openapi.json."""
 from recognition.images import MAX_JPEG_SCANS
+from recognition.pipeline import MODES
 
 
 def openapi_spec(version, labels, config):
@@ -33,7 +34,7 @@ def openapi_spec(version, labels, config):
         "properties": {
             "faces": {"type": "array", "items": face, "description": "largest face first"},
             "image": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}}},
-            "mode": {"type": "string", "enum": ["faces", "whole"]},
+            "mode": {"type": "string", "enum": list(MODES)},
             "message": {"type": "string", "description": "present when no face was found"},
             "timing_ms": {"type": "object", "additionalProperties": {"type": "number"}},
             "model": {"type": "object"},
@@ -49,18 +50,18 @@ def openapi_spec(version, labels, config):
             "/predict": {"post": {
                 "summary": "Classify the emotions of every face in one or more images",
                 "parameters": [{"name": "mode", "in": "query", "required": False,
-                                "schema": {"type": "string", "enum": ["faces", "whole"], "default": "faces"},
+                                "schema": {"type": "string", "enum": list(MODES), "default": MODES[0]},
                                 "description": "whole: classify the whole image as one face"}],
                 "security": [{}, {"bearer": []}],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
                         "image": {"oneOf": [image_part, {"type": "array", "items": image_part}],
                                   "description": "one or more images (field 'file' also accepted); several give {results: [...]}"},
-                        "mode": {"type": "string", "enum": ["faces", "whole"]}}}},
+                        "mode": {"type": "string", "enum": list(MODES)}}}},
                     "image/*": {"schema": {"type": "string", "format": "binary"}},
                     "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {
                         "image": {"type": "string", "description": "base64 or a data: URL"},
-                        "mode": {"type": "string", "enum": ["faces", "whole"]}}}},
+                        "mode": {"type": "string", "enum": list(MODES)}}}},
                 }},
                 "responses": {
                     "200": {"description": "faces found (possibly none)", "content": {"application/json": {"schema": {

@@ -1,0 +1,86 @@
+"""The model file's contract: what training writes into model/fer.pt and what serving and analysis
+rely on. Both worlds import this module; neither imports the other.
+
+  input   float32 (N, 1, 48, 48), grey values in [0, 1] (pixel / 255)
+  output  float32 (N, 7) softmax probabilities, in the order of meta.json's "labels"
+  inside  normalisation, the fitted temperature and any test-time augmentation
+  meta    a meta.json inside the TorchScript archive: labels, input, architecture, parameter
+          count, training command and config, accuracies, date
+  engine  a file for one quantised engine (model/fer.onednn.pt beside model/fer.pt) names it in
+          meta["quantisation"]["engine"]; load() selects that engine before loading the file
+"""
+import json
+import zipfile
+from pathlib import Path
+
+import torch
+
+# FER-2013's classes in the order of its label column; every file lists its own in meta.json.
+LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FACE_SIZE = 48
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "model" / "fer.pt"
+META = "meta.json"
+
+
+class ModelError(RuntimeError):
+    """A model file that is missing or does not honour the contract."""
+
+
+def input_meta():
+    """meta.json's description of the input every file takes."""
+    return {"shape": [None, 1, FACE_SIZE, FACE_SIZE], "dtype": "float32", "range": [0.0, 1.0],
+            "grey": True, "normalised_inside": True}
+
+
+def read_meta(path):
+    """meta.json of a model file, read from the archive without loading the model ({} if absent or unreadable)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith(f"/extra/{META}")), None)
+            return json.loads(archive.read(name)) if name else {}
+    except (zipfile.BadZipFile, json.JSONDecodeError, OSError):
+        return {}
+
+
+def engine_files(path):
+    """Files beside `path` named for a quantised engine this PyTorch build has (fer.pt -> fer.onednn.pt)."""
+    path = Path(path)
+    engines = [e for e in torch.backends.quantized.supported_engines if e != "none"]
+    return [f for f in (path.with_name(f"{path.stem}.{e}{path.suffix}") for e in engines) if f.is_file()]
+
+
+def load(path):
+    """(module in eval mode, meta) of a model file, in the quantised engine it names; ModelError naming
+    the file and the problem. Float files leave the process's quantised engine as it is."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    engine = (read_meta(path).get("quantisation") or {}).get("engine")
+    if engine:
+        if engine not in torch.backends.quantized.supported_engines:
+            raise ModelError(f"{path}: needs the quantised engine {engine!r}, which this PyTorch build lacks")
+        torch.backends.quantized.engine = engine
+    extra = {META: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except (RuntimeError, ValueError, OSError) as e:
+        reason = str(e).strip().splitlines()[0].split(". ")[0][:160] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: not a loadable TorchScript model ({reason})") from None
+    try:
+        meta = json.loads(extra[META] or "{}")
+    except json.JSONDecodeError:
+        raise ModelError(f"{path}: {META} inside the model is not valid JSON") from None
+    if len(meta.get("labels", ())) != len(LABELS):
+        raise ModelError(f"{path}: {META} must list {len(LABELS)} labels, found {len(meta.get('labels', ()))}")
+    return module.eval(), meta
+
+
+def save(module, meta, out):
+    """Script, freeze and save a module with its meta.json inside, atomically; returns the saved path."""
+    scripted = torch.jit.freeze(torch.jit.script(module))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    torch.jit.save(scripted, str(tmp), _extra_files={META: json.dumps(meta, indent=2)})
+    tmp.replace(out)
+    return out

@@ -1,0 +1,33 @@
+"""The web app: a thin HTTP layer over recognition/ (routes, settings, errors, uploads, the OpenAPI document)."""
+import sys
+from pathlib import Path
+
+import torch
+from flask import Flask
+
+from recognition.classifier import ModelError, load_classifier
+from recognition.faces import SharedDetector
+from web.errors import register_errors
+from web.routes import register_routes
+from web.settings import load_config
+from web.uploads import InMemoryRequest
+
+__version__ = "0.1.0"
+ROOT = Path(__file__).resolve().parent.parent  # templates/ and static/ live beside app.py
+
+
+def create_app(config=None):
+    """Build the app and load the model once; exit with one line if the model is unusable."""
+    app = Flask(__name__, root_path=str(ROOT))
+    app.request_class = InMemoryRequest
+    app.json.sort_keys = False  # keep emotions in label order
+    torch.set_num_threads(1)  # one thread per worker: workers, not threads, use the cores
+    try:
+        app.config.update(load_config(config))
+        app.extensions["detector"] = SharedDetector(app.config["DETECTOR"])
+        app.extensions["classifier"] = load_classifier(app.config["MODEL_PATH"], fusion=app.config["FUSION"])
+    except (ValueError, ModelError) as e:
+        sys.exit(f"error: cannot start: {e}")
+    register_routes(app, __version__)
+    register_errors(app)
+    return app
