@@ -2,7 +2,7 @@
 
 Two worker processes share the model pages loaded once in the master (preload_app), and each
 runs a few threads so that a slow upload does not hold a core. Memory measured by
-scripts/benchmark_app.py; see README "Performance".
+scripts/benchmark_app.py; see docs/serving.md "Performance".
 """
 import json
 import os

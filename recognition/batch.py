@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from recognition.classifier import classify, load_classifier
 from modelfile import FACE_SIZE
+from recognition.classifier import classify, load_classifier
 from recognition.faces import DETECTORS, find_faces
 from recognition.images import DEFAULT_MAX_PIXELS, ImageRejected, decode_image
 from recognition.tracking import assign_tracks, smooth_tracks

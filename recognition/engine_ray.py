@@ -14,7 +14,6 @@ import ray
 import torch
 
 import modelfile
-
 from recognition.batch import FaceClassifier, FaceFinder, Unit
 
 UNITS_PER_DETECT = 4     # units per detector call: small, so that the actors share the work evenly

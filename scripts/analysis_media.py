@@ -1,7 +1,7 @@
 """Media for testing and timing the batch analysis, made from scikit-image's astronaut (public domain).
 
-    python scripts/analysis_media.py video out.mp4 --seconds 4 --faces 2
-    python scripts/analysis_media.py photos folder/ --count 100
+    python -m scripts.analysis_media video out.mp4 --seconds 4 --faces 2
+    python -m scripts.analysis_media photos folder/ --count 100
 """
 import argparse
 from pathlib import Path

@@ -1,7 +1,7 @@
 """Time the batch analysis (python -m recognition.analyze) against the targets of issue 15.
 
-    python scripts/benchmark_analysis.py                 # 600 photos, a 1-minute 720p video, Ray against local
-    python scripts/benchmark_analysis.py --no-ray --photos 200
+    python -m scripts.benchmark_analysis                 # 600 photos, a 1-minute 720p video, Ray against local
+    python -m scripts.benchmark_analysis --no-ray --photos 200
 
 Prints, for the local engine with --workers processes: photos per second (640x480 JPEGs, one face
 each) and how much faster than real time a 1-minute 720p 30 fps video is analysed at 5 fps; then
@@ -12,18 +12,15 @@ another busy process on the machine slows every figure.
 """
 import argparse
 import os
-import sys
 import tempfile
 import time
 from math import nan
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analysis_media import write_photos, write_video  # noqa: E402  (scripts/ is on the path)
-from recognition.analyze import DEFAULT_MODEL, analyze  # noqa: E402
-from recognition.batch import Job  # noqa: E402
-from recognition.engine_local import IMAGES_PER_TASK  # noqa: E402
+from recognition.analyze import DEFAULT_MODEL, analyze
+from recognition.batch import Job
+from recognition.engine_local import IMAGES_PER_TASK
+from scripts.analysis_media import write_photos, write_video
 
 
 def cpu_seconds():

@@ -1,6 +1,6 @@
 """Benchmark the served app end to end, started the way the Procfile starts it.
 
-    python scripts/benchmark_app.py                 # about 2 minutes
+    python -m scripts.benchmark_app                 # about 2 minutes
 
 Every variant's server runs at once and they take turns, request by request or slice by slice,
 so that a busy machine slows them alike.
@@ -15,15 +15,12 @@ so that a busy machine slows them alike.
 """
 import argparse
 import json
-import sys
 import threading
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from server import (concurrent, group_memory, one_face_photo, percentile, post_image,  # noqa: E402
-                    procfile_server, sample_memory)
+from tests.support.server import (concurrent, group_memory, one_face_photo, percentile, post_image, procfile_server,
+                                  sample_memory)
 
 
 def sequential(url, photo, n):

@@ -1,8 +1,8 @@
 """Faces found and framed where uploads make it hard: close-ups, tilted heads, no face at all.
 
-    python scripts/benchmark_faces.py                  # 25 minutes on 2 busy cores
-    python scripts/benchmark_faces.py --faces 200      # a quicker look
-    python scripts/benchmark_faces.py --speed-only     # detect() times alone, 2 minutes
+    python -m scripts.benchmark_faces                  # 25 minutes on 2 busy cores
+    python -m scripts.benchmark_faces --faces 200      # a quicker look
+    python -m scripts.benchmark_faces --speed-only     # detect() times alone, 2 minutes
 
 Sets made from data at hand (../shared), the same on every run:
 
@@ -24,21 +24,19 @@ Then detect() times on three photos, before and after, with 1 and 2 OpenCV threa
 import argparse
 import csv
 import re
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from recognition.classifier import classify, load_classifier
+from recognition.faces import BlazeFace, BlazeFaceSettings, crop_box, crop_face
+from recognition.images import decode_image
+from scripts.detection_report import ground_truth, iou
+from training.data import DEFAULT_DATA, load_dataset
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-from recognition.classifier import classify, load_classifier  # noqa: E402
-from recognition.faces import BlazeFace, BlazeFaceSettings, crop_box, crop_face  # noqa: E402
-from recognition.images import decode_image  # noqa: E402
-from training.data import DEFAULT_DATA, load_dataset  # noqa: E402
-from detection_report import ground_truth, iou  # noqa: E402  (this script's folder is on the path)
 
 ANGLES = (0, -10, 10, -20, 20, -30, 30)
 NO_FACE_SAMPLES = ("coffee", "chelsea", "cat", "rocket", "coins", "hubble_deep_field", "moon", "page", "text",
@@ -177,8 +175,9 @@ def report(stats):
 
 def speed(chosen, rounds, calls):
     """p50 of detect() in ms per photo, variant and OpenCV thread count, the variants interleaved."""
-    from server import one_face_photo
     from skimage import data
+
+    from tests.support.server import one_face_photo
     astronaut = data.astronaut()
     photos = {"640x480, one face": decode_image(one_face_photo()),
               "600x400, no face (coffee)": data.coffee(),

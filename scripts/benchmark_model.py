@@ -1,6 +1,6 @@
 """Inference cost of exported models with one torch thread: ms per face at batch 1 and batch 32.
 
-    python scripts/benchmark_model.py model/fer.pt [other.pt ...] [--fusion off on]
+    python -m scripts.benchmark_model model/fer.pt [other.pt ...] [--fusion off on]
 
 Each (file, oneDNN fusion setting) pair is timed in a fresh child process, round-robin over
 the rounds, so machine noise hits all of them alike; the best round counts. The first pair is
@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from modelfile import load  # noqa: E402
+from modelfile import load
 
 
 def time_per_face(module, batch, repeats):
@@ -56,7 +55,7 @@ def main():
     results = {v: {1: [], 32: []} for v in variants}
     for _ in range(args.rounds):
         for path, fusion in variants:
-            out = subprocess.run([sys.executable, __file__, "--child", path, fusion],
+            out = subprocess.run([sys.executable, "-m", "scripts.benchmark_model", "--child", path, fusion],
                                  check=True, capture_output=True, text=True).stdout
             for batch, ms in json.loads(out.splitlines()[-1]).items():
                 results[path, fusion][int(batch)].append(ms)

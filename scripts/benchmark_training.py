@@ -1,6 +1,6 @@
 """Training throughput of an architecture in fp32 and bf16 autocast, each with and without channels_last, side by side.
 
-    python scripts/benchmark_training.py --model fernet
+    python -m scripts.benchmark_training --model fernet
 
 Times full training steps (augmentation, forward, backward, optimiser) on random 48x48
 batches, alternating the four variants round by round so that machine noise hits all alike,
@@ -8,17 +8,14 @@ and prints images per second, the ratios to fp32, and the implied seconds per FE
 (28,709 training images).
 """
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from training.augment import build_augment  # noqa: E402
-from training.engine import autocast  # noqa: E402
-from training.models import build_model, model_cost  # noqa: E402
+from training.augment import build_augment
+from training.engine import autocast
+from training.models import build_model, model_cost
 
 TRAIN_IMAGES = 28_709
 

@@ -1,6 +1,6 @@
 """Face detection on ../shared/data/photos: faces found against the manifest, false detections, time.
 
-    python scripts/detection_report.py --photos ../shared/data/photos
+    python -m scripts.detection_report --photos ../shared/data/photos
 
 Compares detector settings side by side: for each, the photos whose count matches the
 manifest, faces found / expected, detections on the photos with no usable face, recall and
@@ -11,16 +11,14 @@ Then the smallest face each finds: scikit-image's astronaut, shrunk step by step
 import argparse
 import csv
 import re
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from recognition.faces import BlazeFace, BlazeFaceSettings, HaarCascade, HaarSettings  # noqa: E402
-from recognition.images import decode_image  # noqa: E402
+from recognition.faces import BlazeFace, BlazeFaceSettings, HaarCascade, HaarSettings
+from recognition.images import decode_image
 
 HAAR_DEFAULT = "haarcascade_frontalface_default.xml"
 

@@ -1,6 +1,6 @@
 """PublicTest accuracy of training checkpoints and of every average of their probabilities.
 
-    python scripts/ensemble.py runs/kd/best.pt runs/kd-f022/best.pt [--tta flip]
+    python -m scripts.ensemble runs/kd/best.pt runs/kd-f022/best.pt [--tta flip]
 
 Each checkpoint's softmax (averaged over the test-time views) is computed once; then every
 subset of two or more is averaged and scored. Nets distilled from one another make the same
@@ -9,15 +9,13 @@ student from such an ensemble. Validation split only: choices are made on Public
 """
 import argparse
 import itertools
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from training.data import DEFAULT_DATA, load_dataset  # noqa: E402
-from training.engine import predict_logits  # noqa: E402
-from training.checkpoint import load_checkpoint_model  # noqa: E402
+from training.checkpoint import load_checkpoint_model
+from training.data import DEFAULT_DATA, load_dataset
+from training.engine import predict_logits
 
 
 def main():

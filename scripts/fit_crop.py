@@ -1,6 +1,6 @@
 """Measure how FER-2013 frames a face, so the app crops photos the same way.
 
-    python scripts/fit_crop.py --detector blazeface      (and --detector haar)
+    python -m scripts.fit_crop --detector blazeface      (and --detector haar)
 
 Runs one of the app's detectors on upscaled FER-2013 validation faces. A detector box of width w
 (in 48-pixel units) inside the 48x48 frame means the dataset's crop is 48 / w box widths wide,
@@ -10,23 +10,20 @@ ratios are that detector's crop_scale and crop_shift_y in recognition/faces.py.
 Then it checks the framing end to end: the served model's accuracy on the faces the detector
 found, classified from the original 48x48 images and from the app's crops of the upscaled ones.
 
-    python scripts/fit_crop.py --short-range
+    python -m scripts.fit_crop --short-range
 
 measures instead where the short-range BlazeFace model draws its box on the faces that both
 BlazeFace models find: the box_scale and box_shift of SHORT_RANGE in recognition/faces.py.
 """
-import dataclasses
 import argparse
-import sys
-from pathlib import Path
+import dataclasses
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from recognition.classifier import classify, load_classifier  # noqa: E402
-from recognition.faces import DETECTORS, FULL_RANGE, SHORT_RANGE, BlazeNet, crop_face, select  # noqa: E402
-from training.data import DEFAULT_DATA, load_dataset  # noqa: E402
+from recognition.classifier import classify, load_classifier
+from recognition.faces import DETECTORS, FULL_RANGE, SHORT_RANGE, BlazeNet, crop_face, select
+from training.data import DEFAULT_DATA, load_dataset
 
 
 def main():

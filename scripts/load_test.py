@@ -1,7 +1,7 @@
 """Load test against gunicorn started the way the Procfile starts it (127.0.0.1 only, bounded).
 
-    python scripts/load_test.py --clients 8 --seconds 30
-    python scripts/load_test.py --clients 32 --seconds 30 --kill-worker-at 10
+    python -m scripts.load_test --clients 8 --seconds 30
+    python -m scripts.load_test --clients 32 --seconds 30 --kill-worker-at 10
 
 Prints throughput, errors, p50 / p99 latency, and each worker's RSS before and after the load
 (growth should stay under 10%). With --kill-worker-at, one worker is killed with SIGKILL that
@@ -14,8 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from server import concurrent, one_face_photo, percentile, procfile_server  # noqa: E402
+from tests.support.server import concurrent, one_face_photo, percentile, procfile_server
 
 
 def workers(master_pid):

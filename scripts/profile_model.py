@@ -1,6 +1,6 @@
 """Where an exported model spends its time: torch.profiler's per-op table at one batch size, one thread.
 
-    python scripts/profile_model.py model/fer.pt [--batch 32] [--repeats 20]
+    python -m scripts.profile_model model/fer.pt [--batch 32] [--repeats 20]
 
 Ops are grouped by input shape, so each conv of the net shows as its own row (a quantised conv's
 first shape is its input, N x C x H x W; with flip TTA inside, N is twice the batch). Share of
@@ -8,14 +8,11 @@ time per op, next to its share of multiply-accumulates, says which layers run fa
 core's peak. For the cost in ms per face, use scripts/benchmark_model.py.
 """
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from modelfile import load as load_exported  # noqa: E402
+from modelfile import load as load_exported
 
 
 def main():

@@ -16,10 +16,8 @@ from recognition.batch import Collector, Job, find_sources, plan_units
 from recognition.engine_local import local_results
 from recognition.tracking import assign_tracks, smooth_tracks
 from recognition.video import VideoInfo, is_sampled, parts
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from analysis_media import write_photos, write_video  # noqa: E402
+from scripts.analysis_media import write_photos, write_video
+from tests.support import ROOT
 
 MODEL = str(ROOT / "model" / "fer.pt")
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -73,7 +71,7 @@ def test_rows_have_the_documented_columns_and_answers(folder_rows):
         assert row["dominant_emotion"] == LABELS[int(np.argmax(probs))]
     for row in photos:
         assert row["frame"] == row["time_s"] == row["track"] == ""
-        assert row["dominant_emotion"] == "happy"  # the astronaut's known emotion (tests/known_answers.py)
+        assert row["dominant_emotion"] == "happy"  # the astronaut's known emotion (tests/support/known_answers.py)
 
 
 def test_two_moving_faces_keep_one_track_each(folder_rows):

@@ -6,8 +6,8 @@ import re
 import pytest
 
 from app import create_app
-from conftest import ROOT
-from known_answers import assert_known_answers, write_rewired
+from tests.support import ROOT
+from tests.support.known_answers import assert_known_answers, write_rewired
 
 
 def test_the_committed_model_gives_every_known_face_its_emotion(client):

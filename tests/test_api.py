@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 import web.routes
-from conftest import encode, oriented
-from known_answers import SAMPLES, TOLERANCE, answer
+from tests.support.images import encode, oriented
+from tests.support.known_answers import SAMPLES, TOLERANCE, answer
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
@@ -252,6 +252,7 @@ def test_haar_detector_is_a_setting_and_gives_the_astronaut_her_known_emotion(mo
 
 def test_fusion_can_be_turned_off(monkeypatch, astronaut_jpeg):
     import torch
+
     from app import create_app
     monkeypatch.setenv("FER_FUSION", "off")
     client = create_app().test_client()

@@ -11,8 +11,9 @@ from playwright.sync_api import expect, sync_playwright
 from werkzeug.serving import make_server
 
 from app import create_app
-from conftest import encode
-from server import ROOT, free_port, post_image
+from tests.support import ROOT
+from tests.support.images import encode
+from tests.support.server import free_port, post_image
 
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from server import ROOT, post_image, procfile_server
+from tests.support import ROOT
+from tests.support.server import post_image, procfile_server
 
 
 @pytest.fixture(scope="module")

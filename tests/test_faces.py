@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from conftest import encode
 from recognition.faces import BlazeFace, BlazeFaceSettings, crop_face
+from tests.support.images import encode
 
 
 def turned(rgb, degrees):

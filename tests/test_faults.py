@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from load_test import run  # noqa: E402
-from server import ROOT, procfile_command  # noqa: E402
+from scripts.load_test import run
+from tests.support import ROOT
+from tests.support.server import procfile_command
 
 VENV_BIN = str(Path(sys.executable).parent)
 

@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from app import create_app
-from conftest import encode, oriented
-from server import ROOT, procfile_server
+from tests.support import ROOT
+from tests.support.images import encode, oriented
+from tests.support.server import procfile_server
 
 PNG = encode(Image.new("L", (8, 8)), "PNG")
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT
 from recognition.classifier import PROBE_FACES, classify, engine_files, load_classifier, load_model_file
+from tests.support import ROOT
 
 MODEL = ROOT / "model" / "fer.pt"
 ONEDNN = ROOT / "model" / "fer.onednn.pt"

@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import encode, oriented
 from recognition.classifier import ModelError, classify, load_classifier
-from recognition.faces import (DETECTORS, BlazeFace, BlazeFaceSettings, SharedDetector, clip_box, crop_box,
-                               crop_face)
+from recognition.faces import DETECTORS, BlazeFace, BlazeFaceSettings, SharedDetector, clip_box, crop_box, crop_face
 from recognition.images import ImageRejected, decode_image
+from tests.support.images import encode, oriented
 
 
 @pytest.mark.parametrize("name", DETECTORS)

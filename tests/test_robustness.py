@@ -8,15 +8,14 @@ import re
 
 import numpy as np
 import pytest
+from flask import Request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from flask import Request
-
 from app import create_app
-from conftest import encode
 from recognition.images import ImageRejected, decode_image
+from tests.support.images import encode
 
 ALLOWED = {200, 400, 413, 415}
 

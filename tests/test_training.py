@@ -15,7 +15,7 @@ from torch import nn
 import modelfile
 from training import augment, data, models, train
 from training.checkpoint import load_checkpoint_model
-from training.data import DataError, LABELS
+from training.data import LABELS, DataError
 
 USAGES = ["Training"] * 6 + ["PublicTest"] * 2 + ["PrivateTest"] * 2
 
@@ -464,7 +464,7 @@ def test_channel_scores_match_a_sampled_estimate():
 def test_ensemble_script_scores_each_checkpoint_and_their_averages(trained_run, csv_path):
     best = str(trained_run / "best.pt")
     last = str(trained_run / "last.pt")
-    out = subprocess.run([sys.executable, "scripts/ensemble.py", best, last, "--data", str(csv_path)],
+    out = subprocess.run([sys.executable, "-m", "scripts.ensemble", best, last, "--data", str(csv_path)],
                          cwd=Path(__file__).resolve().parent.parent, check=True, capture_output=True, text=True).stdout
     scores = {line.split("  ", 1)[1]: float(line.split("%")[0]) for line in out.splitlines() if "%  " in line}
     assert set(scores) == {best, last, f"{best} + {last}"}
@@ -473,7 +473,7 @@ def test_ensemble_script_scores_each_checkpoint_and_their_averages(trained_run, 
 
 def test_profile_script_shows_the_shipped_files_quantised_convs():
     root = Path(__file__).resolve().parent.parent
-    out = subprocess.run([sys.executable, "scripts/profile_model.py", "model/fer.onednn.pt", "--batch", "4", "--repeats", "2"],
+    out = subprocess.run([sys.executable, "-m", "scripts.profile_model", "model/fer.onednn.pt", "--batch", "4", "--repeats", "2"],
                          cwd=root, check=True, capture_output=True, text=True).stdout
     assert "batch 4" in out and "quantized::conv2d" in out and "[8, 1, 48, 48]" in out  # both flip views in one batch
 
@@ -505,6 +505,7 @@ def test_mirror_pair_training_validates_the_flip_tta_function(csv_path, tmp_path
 
 def test_a_mirror_pair_step_descends_the_loss_of_the_averaged_logits():
     from types import SimpleNamespace
+
     from training.engine import mirror_pair_logits, train_one_epoch
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))  # no dropout or BatchNorm: one step is exact

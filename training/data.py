@@ -15,7 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from modelfile import FACE_SIZE as SIZE, LABELS  # the CSV's label column follows the contract's order
+from modelfile import (  # the CSV's label column follows the contract's order
+    FACE_SIZE as SIZE,
+)
+from modelfile import LABELS
 
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 DEFAULT_DATA = "../shared/data/fer2013.csv.gz"  # the Kaggle CSV, read by path from the shared folder

@@ -18,14 +18,24 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import (confusion_matrix, precision_recall_curve,  # noqa: E402
-                             precision_recall_fscore_support)
+from sklearn.metrics import (  # noqa: E402
+    confusion_matrix,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+)
 
-from training.data import (DEFAULT_DATA, DEFAULT_VOTES, LABELS, attach_votes, ferplus_majority,  # noqa: E402
-                           has_votes, load_dataset)
-from training.engine import predict_logits, predict_probs  # noqa: E402
-from training.checkpoint import load_checkpoint_model  # noqa: E402
 from modelfile import load as load_exported  # noqa: E402
+from training.checkpoint import load_checkpoint_model  # noqa: E402
+from training.data import (  # noqa: E402
+    DEFAULT_DATA,
+    DEFAULT_VOTES,
+    LABELS,
+    attach_votes,
+    ferplus_majority,
+    has_votes,
+    load_dataset,
+)
+from training.engine import predict_logits, predict_probs  # noqa: E402
 
 
 def load_any(path):

@@ -18,10 +18,10 @@ import argparse
 import torch
 from torch import nn
 
-from training.data import load_dataset
-from training.checkpoint import make_checkpoint, save_atomic
-from training.engine import Normalize, to_tensor
 from modelfile import load as load_exported
+from training.checkpoint import make_checkpoint, save_atomic
+from training.data import load_dataset
+from training.engine import Normalize, to_tensor
 from training.models import build_model, model_cost
 
 

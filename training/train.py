@@ -162,21 +162,59 @@ def write_log(history, run_dir):
     tmp.replace(Path(run_dir) / "log.jsonl")
 
 
+def starting_config(cfg, resume, argv):
+    """(config, command that made the run, checkpoint to resume from or None): a resumed run keeps
+    its saved config and command, with only --max-minutes taken from this command line."""
+    if not resume:
+        command = "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:])
+        return replace(cfg, precision=resolve_precision(cfg.precision)), command, None
+    last_path = Path(cfg.run_dir) / "last.pt"
+    if not last_path.exists():
+        sys.exit(f"--resume: no checkpoint at {last_path}")
+    checkpoint = load_checkpoint(last_path)
+    saved = Config(**checkpoint["config"])
+    if sets_budget(argv):
+        saved = replace(saved, max_minutes=cfg.max_minutes)
+    return saved, checkpoint["command"], checkpoint
+
+
+def load_teacher(cfg):
+    """The frozen teacher to distil from, or None."""
+    if not cfg.teacher:
+        return None
+    teacher = load_checkpoint_model(cfg.teacher)[0].requires_grad_(False)
+    if cfg.channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    print(f"distilling from {cfg.teacher} (alpha {cfg.distill_alpha}, temperature {cfg.distill_temperature})")
+    return teacher
+
+
+def restore(checkpoint, model, ema, optimizer, scheduler):
+    """Put a resumed run's state back; returns (first epoch to run, best score, stale epochs, history)."""
+    model.load_state_dict(checkpoint.get("train_model", checkpoint["model"]))
+    if ema is not None:
+        ema.load_state_dict(checkpoint["ema"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    set_rng_state(checkpoint["rng"])
+    print(f"resumed at epoch {checkpoint['epoch'] + 1} (best val acc {checkpoint['best_val_acc']:.4f})")
+    return checkpoint["epoch"] + 1, checkpoint["best_val_acc"], checkpoint["stale"], checkpoint["history"]
+
+
+def stop_reason(cfg, stale, history):
+    """Why training stops before the next epoch (early stopping, time budget), or None."""
+    if cfg.patience and stale >= cfg.patience:
+        return f"early stop: no better validation accuracy for {stale} epochs"
+    spent = sum(row["seconds"] for row in history) / 60
+    if cfg.max_minutes and spent >= cfg.max_minutes:
+        return f"time budget spent: {spent:.1f} of {cfg.max_minutes:g} minutes"
+    return None
+
+
 def main(argv=None):
     cfg, resume = parse_args(argv)
-    run_dir = Path(cfg.run_dir)
-    last_path = run_dir / "last.pt"
-    if resume:
-        if not last_path.exists():
-            sys.exit(f"--resume: no checkpoint at {last_path}")
-        checkpoint = load_checkpoint(last_path)
-        saved = Config(**checkpoint["config"])
-        if sets_budget(argv):
-            saved = replace(saved, max_minutes=cfg.max_minutes)
-        cfg, command = saved, checkpoint["command"]
-    else:
-        command = "python -m training.train " + " ".join(argv if argv is not None else sys.argv[1:])
-        cfg = replace(cfg, precision=resolve_precision(cfg.precision))
+    run_dir = Path(cfg.run_dir)  # this command line's, also when resuming a run that was moved
+    cfg, command, resumed = starting_config(cfg, resume, argv)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -197,43 +235,23 @@ def main(argv=None):
     if cfg.init and not resume:
         model.load_state_dict(load_checkpoint(cfg.init)["model"])
         print(f"initial weights from {cfg.init}")
-    teacher = None
-    if cfg.teacher:
-        teacher = load_checkpoint_model(cfg.teacher)[0].requires_grad_(False)
-        if cfg.channels_last:
-            teacher = teacher.to(memory_format=torch.channels_last)
-        print(f"distilling from {cfg.teacher} (alpha {cfg.distill_alpha}, temperature {cfg.distill_temperature})")
+    teacher = load_teacher(cfg)
     cost = model_cost(build_model(cfg.model))
     print(f"model {cfg.model}: {cost.params:,} parameters, {cost.macs / 1e6:.1f} M multiply-accumulates per image")
     augment = build_augment(cfg.augment)
     optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
     steps_per_epoch = -(-len(train_y) // cfg.batch_size)
     scheduler, unit = build_scheduler(cfg.scheduler, optimizer, cfg, steps_per_epoch)
-
-    ema = None
-    if cfg.ema:
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     evaluated = ema.module if ema is not None else model
+    start_epoch, best_acc, stale, history = (restore(resumed, model, ema, optimizer, scheduler) if resumed
+                                             else (1, 0.0, 0, []))
 
-    start_epoch, best_acc, stale, history = 1, 0.0, 0, []
-    if resume:
-        model.load_state_dict(checkpoint.get("train_model", checkpoint["model"]))
-        if ema is not None:
-            ema.load_state_dict(checkpoint["ema"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        set_rng_state(checkpoint["rng"])
-        start_epoch, best_acc = checkpoint["epoch"] + 1, checkpoint["best_val_acc"]
-        stale, history = checkpoint["stale"], checkpoint["history"]
-        print(f"resumed at epoch {start_epoch} (best val acc {best_acc:.4f})")
-
+    # The loop: train, validate, step the schedule, checkpoint (last.pt always, best.pt when better).
     for epoch in range(start_epoch, cfg.epochs + 1):
-        if cfg.patience and stale >= cfg.patience:
-            print(f"early stop: no better validation accuracy for {stale} epochs")
-            break
-        spent = sum(row["seconds"] for row in history) / 60
-        if cfg.max_minutes and spent >= cfg.max_minutes:
-            print(f"time budget spent: {spent:.1f} of {cfg.max_minutes:g} minutes")
+        reason = stop_reason(cfg, stale, history)
+        if reason:
+            print(reason)
             break
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
@@ -266,7 +284,7 @@ def main(argv=None):
             checkpoint.update(train_model=model.state_dict(), ema=ema.state_dict())
         if improved:
             save_atomic(checkpoint, run_dir / "best.pt")
-        save_atomic(checkpoint, last_path)
+        save_atomic(checkpoint, run_dir / "last.pt")
         write_log(history, run_dir)
     print(f"best val {cfg.select} score {best_acc:.4f}; checkpoint {run_dir / 'best.pt'}")
 

@@ -1,7 +1,7 @@
 """Faces whose emotion is known, and the check that the service gives it: a wrong model, crop or
 normalisation must fail the suite, not only a wrong shape.
 
-    python tests/known_answers.py [model.pt]    # each face's answer from a model file, to update KNOWN
+    python -m tests.support.known_answers [model.pt]    # each face's answer from a model file, to update KNOWN
 
 The probabilities in KNOWN were measured with the model the app serves from the committed files; a
 new model file needs them measured again (and the README's example, which tests/test_answers.py
@@ -16,7 +16,10 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from conftest import ROOT, create_app, encode
+from app import create_app
+from modelfile import DEFAULT_PATH
+from tests.support import ROOT
+from tests.support.images import encode
 
 SAMPLES = ROOT / "static" / "samples"
 
@@ -95,7 +98,7 @@ def write_rewired(classifier, out, input_scale=1.0, swap=None):
 
 
 def main():
-    model = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "model" / "fer.pt")
+    model = sys.argv[1] if len(sys.argv) > 1 else str(DEFAULT_PATH)
     client = create_app({"MODEL_PATH": model}).test_client()
     for name, make, mode, emotion, _ in KNOWN:
         face = answer(client, make(), mode)
