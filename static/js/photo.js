@@ -104,7 +104,7 @@ function render() {
 /* A photo's button in the gallery; render fills in its state. */
 function galleryItem(item, i) {
   return $("<button type='button' class='gallery-item'>").attr("data-item", i)
-    .append($("<img alt=''>").attr("src", item.url), $("<span class='name text-truncate'>").text(item.file.name),
+    .append($("<img alt=''>").attr("src", item.url).on("error", function () { this.hidden = true; }), $("<span class='name text-truncate'>").text(item.file.name),
             $("<span class='state'>"));
 }
 
