@@ -443,8 +443,11 @@ def test_files_dropped_on_the_zone_are_analysed_and_beside_it_are_ignored(page, 
     assert cancelled == [True, True]
     page.evaluate("""(bytes) => {
         const dataTransfer = new DataTransfer();
-        for (const name of ['one.jpg', 'two.jpg']) dataTransfer.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/jpeg'}));
-        document.getElementById('drop-zone').dispatchEvent(new DragEvent('drop', {dataTransfer, bubbles: true, cancelable: true}));
+        for (const name of ['one.jpg', 'two.jpg']) {
+            dataTransfer.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/jpeg'}));
+        }
+        const drop = new DragEvent('drop', {dataTransfer, bubbles: true, cancelable: true});
+        document.getElementById('drop-zone').dispatchEvent(drop);
     }""", list(astronaut_jpeg))
     expect(page.locator("#gallery .gallery-item .state")).to_have_text(["1 face", "1 face"])
 

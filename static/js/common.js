@@ -22,6 +22,7 @@ const MESSAGES = {
   unauthorized: () => "This server needs a valid API token: enter it above.",
 };
 
+/* The API token this tab was given, if any. */
 function token() {
   return sessionStorage.getItem("fer-token") || "";
 }
@@ -62,6 +63,12 @@ async function predictImages(files, mode = "faces") {
   return post(url, form);
 }
 
+/* "1 face", "2 faces". */
+function counted(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/* 0.8809 -> "88.1%". */
 function percentText(p) {
   return `${(100 * p).toFixed(1)}%`;
 }

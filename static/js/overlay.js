@@ -4,6 +4,7 @@
 
 const BADGE_GAP = 1; // pixels kept free between two numbers
 
+/* Whether two {x, y, w, h} rectangles come closer than `gap`. */
 function overlaps(a, b, gap = 0) {
   return a.x < b.x + b.w + gap && b.x < a.x + a.w + gap && a.y < b.y + b.h + gap && b.y < a.y + a.h + gap;
 }

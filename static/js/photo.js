@@ -84,28 +84,27 @@ function render() {
   const {items} = photos;
   const waiting = items.filter((item) => !item.result && !item.error).length;
   $("#gallery .gallery-item").each(function (i) {
-    const item = items[i], count = item.result && item.result.faces.length;
+    const item = items[i];
     $(this).attr("aria-pressed", i === photos.shown).toggleClass("failed", Boolean(item.error)).find(".state")
-      .text(item.error ? "not analysed" : item.result ? `${count} face${count === 1 ? "" : "s"}` : "waiting");
+      .text(item.error ? "not analysed" : item.result ? counted(item.result.faces.length, "face") : "waiting");
   });
   $("#spinner-text").text(items.length > 1 ? `Analysing ${waiting} of ${items.length} photos…` : "Analysing…");
   const item = items[photos.shown];
   if (!item) return;
-  const busy = !item.result && !item.error;
   const result = item.result;
   $("#spinner").toggleClass("d-none", !waiting);
   $("#error").toggleClass("d-none", !item.error).text(item.error || "");
   $("#no-face").toggleClass("d-none", !result || result.faces.length > 0);
   $("#result").toggleClass("d-none", Boolean(item.error));
-  $("#export").toggleClass("d-none", busy);
+  $("#export").toggleClass("d-none", !result);
   showPhoto(item);
 }
 
 /* A photo's button in the gallery; render fills in its state. */
 function galleryItem(item, i) {
   return $("<button type='button' class='gallery-item'>").attr("data-item", i)
-    .append($("<img alt=''>").attr("src", item.url).on("error", function () { this.hidden = true; }), $("<span class='name text-truncate'>").text(item.file.name),
-            $("<span class='state'>"));
+    .append($("<img alt=''>").attr("src", item.url).on("error", function () { this.hidden = true; }),
+            $("<span class='name text-truncate'>").text(item.file.name), $("<span class='state'>"));
 }
 
 /* Show another photo of the gallery large. */
@@ -129,9 +128,9 @@ async function showPhoto(item) {
   img.alt = `${item.file.name}, with a numbered box around each face`;
   drawOverlay($("#photo-overlay"), result, true);
   $("#faces").empty().append(result.faces.map((face, i) => faceCard(img, result, face, i)));
-  const faces = result.faces.length;
-  $("#faces-heading").text(faces ? `${faces} face${faces === 1 ? "" : "s"}` : "Faces");
-  $("#summary").text(`${faces} face${faces === 1 ? "" : "s"} in ${result.image.width}x${result.image.height} px, ` +
+  const faces = counted(result.faces.length, "face");
+  $("#faces-heading").text(result.faces.length ? faces : "Faces");
+  $("#summary").text(`${faces} in ${result.image.width}x${result.image.height} px, ` +
     `found and classified in ${Math.round(result.timing_ms.decode + result.timing_ms.detect + result.timing_ms.classify)} ms ` +
     `(${result.mode === "whole" ? "whole image" : "face detection"}).`);
 }
@@ -180,11 +179,13 @@ function exportName(ending, item = photos.items.length === 1 && photos.items[0])
   return `${(item && item.file.name.replace(/\.[^.]*$/, "")) || "photos"}${ending}`;
 }
 
+/* Save the photo on show with its boxes and numbers drawn in. */
 async function exportPng() {
   const item = photos.items[photos.shown];
   if (item && item.result) download(exportName("-faces.png", item), await annotatedPng($("#photo")[0], item.result));
 }
 
+/* Put the JSON export on the clipboard, and say whether that worked. */
 async function copyJson() {
   try {
     await navigator.clipboard.writeText(exportJson());

@@ -12,6 +12,7 @@ function predictVideo(file) {
   return post("/predict/video", file, {"Content-Type": file.type || "application/octet-stream"}, VIDEO_MESSAGES);
 }
 
+/* One face's track: its dominant emotion, its shares of time and a canvas for its timeline. */
 function trackCard(track) {
   const shares = LABELS.filter((label) => track.summary[label] > 0)
     .sort((a, b) => track.summary[b] - track.summary[a])
@@ -23,10 +24,11 @@ function trackCard(track) {
       .attr("aria-label", `Track ${track.track}: each emotion's probability over time; mostly ${track.dominant_emotion}`));
 }
 
+/* The summary, legend and a card per track of a video's answer. */
 function showVideo(result) {
   const {video, tracks} = result;
   const duration = Math.max(video.duration_s, ...tracks.flatMap((t) => t.timeline.map((p) => p.time_s)));
-  $("#video-summary").text(`${tracks.length} face${tracks.length === 1 ? "" : "s"} followed through ` +
+  $("#video-summary").text(`${counted(tracks.length, "face")} followed through ` +
     `${video.frames_analysed} frames of a ${video.duration_s.toFixed(1)} s, ${video.width}x${video.height} video, ` +
     `answered in ${(result.time_ms / 1000).toFixed(1)} s.` + (result.message ? ` ${result.message}.` : ""));
   $("#video-legend").empty().append(legend());
@@ -36,6 +38,7 @@ function showVideo(result) {
   tracks.forEach((track, i) => drawTimeline($("#video-tracks canvas")[i], track.timeline, 0, duration));
 }
 
+/* Send a video and show its answer or what went wrong. */
 async function analyseVideo(file) {
   $("#video-result, #video-error").addClass("d-none");
   $("#video-spinner").removeClass("d-none");

@@ -12,6 +12,7 @@ const ANNOUNCE_MS = 3000; // a screen reader hears at most one change every 3 s
 const webcam = {stream: null, timer: null, started: 0, points: [], answered: [], wanted: "", heard: {text: "", at: -Infinity},
                 announceTimer: null};
 
+/* A sentence for people about why getUserMedia failed. */
 function webcamError(e) {
   const messages = {
     NotAllowedError: "Camera access was denied. Allow the camera for this page in your browser and try again.",
@@ -21,6 +22,7 @@ function webcamError(e) {
   return messages[e.name] || `The camera could not be started (${e.message || e.name}).`;
 }
 
+/* Ask for the camera, show it and start a new run of frames and timeline. */
 async function webcamStart() {
   $("#webcam-error").addClass("d-none");
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
@@ -62,6 +64,7 @@ function webcamStop() {
   $("#webcam-stop").prop("disabled", true);
 }
 
+/* The video's current frame as a JPEG blob. */
 function grabFrame(video) {
   const canvas = Object.assign(document.createElement("canvas"), {width: video.videoWidth, height: video.videoHeight});
   canvas.getContext("2d").drawImage(video, 0, 0);
@@ -100,7 +103,8 @@ function showFrame(result, t0) {
   const span = (now - webcam.answered[0]) / 1000;
   $("#webcam-fps").text(webcam.answered.length > 1 ? ((webcam.answered.length - 1) / span).toFixed(1) : "-");
   $("#webcam-latency").text(Math.round(now - t0));
-  webcam.points.push({time_s: (t0 - webcam.started) / 1000, emotions: face && face.emotions, dominant: face && face.dominant_emotion});
+  webcam.points.push({time_s: (t0 - webcam.started) / 1000, emotions: face && face.emotions,
+                      dominant: face && face.dominant_emotion});
   $("#webcam-frames").text(webcam.points.length);
   $("#webcam-csv").prop("disabled", false);
   const end = Math.max(TIMELINE_S, (now - webcam.started) / 1000);
