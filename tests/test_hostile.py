@@ -220,3 +220,35 @@ def test_a_large_run_length_bmp_is_refused_before_decoding(client):
 def test_a_small_run_length_bmp_is_analysed(client):
     response = client.post("/predict?mode=whole", data=rle8_bmp(64, 64, b"\x40\x80\x00\x00" * 64), content_type="image/bmp")
     assert response.status_code == 200 and response.json["image"] == {"width": 64, "height": 64}
+
+
+def test_cors_is_off_by_default(client, astronaut_jpeg):
+    response = client.post("/predict", data=astronaut_jpeg, content_type="image/jpeg",
+                           headers={"Origin": "https://example.org"})
+    assert response.status_code == 200 and "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_cors_origins_may_call_the_api_with_a_token(astronaut_jpeg):
+    client = create_app({"CORS_ORIGINS": ("https://example.org",), "API_TOKEN": "s3cret"}).test_client()
+    preflight = client.options("/predict", headers={
+        "Origin": "https://example.org", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+    assert preflight.status_code == 200  # the preflight carries no token and must not be refused
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://example.org"
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    answer = client.post("/predict", data=astronaut_jpeg, content_type="image/jpeg",
+                         headers={"Origin": "https://example.org", "Authorization": "Bearer s3cret"})
+    assert answer.status_code == 200 and answer.headers["Access-Control-Allow-Origin"] == "https://example.org"
+    refused = client.post("/predict", data=b"not an image", content_type="image/jpeg",
+                          headers={"Origin": "https://example.org", "Authorization": "Bearer s3cret"})
+    assert refused.status_code == 400 and refused.headers["Access-Control-Allow-Origin"] == "https://example.org"
+    other = client.post("/predict", data=astronaut_jpeg, content_type="image/jpeg",
+                        headers={"Origin": "https://evil.example", "Authorization": "Bearer s3cret"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+@pytest.mark.parametrize("value", ["example.org", "https://example.org/path", "ftp://example.org"])
+def test_a_bad_cors_origin_stops_start_up(value, monkeypatch):
+    monkeypatch.setenv("FER_CORS_ORIGINS", value)
+    with pytest.raises(SystemExit, match="FER_CORS_ORIGINS"):
+        create_app()

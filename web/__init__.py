@@ -4,6 +4,7 @@ from pathlib import Path
 
 import torch
 from flask import Flask
+from flask_cors import CORS
 
 from recognition.classifier import ModelError, load_classifier
 from recognition.faces import SharedDetector
@@ -30,4 +31,12 @@ def create_app(config=None):
         sys.exit(f"error: cannot start: {e}")
     register_routes(app, __version__)
     register_errors(app)
+    allow_origins(app, app.config["CORS_ORIGINS"])
     return app
+
+
+def allow_origins(app, origins):
+    """Let pages on these origins call the API from the browser (CORS); none by default."""
+    if origins:
+        CORS(app, resources={r"/predict.*": {}, "/healthz": {}, "/openapi.json": {}}, origins=list(origins),
+             methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"], max_age=600)

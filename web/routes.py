@@ -59,8 +59,10 @@ def register_routes(app, version):
     config, classifier, detector = app.config, app.extensions["classifier"], app.extensions["detector"]
 
     @app.before_request
-    def authorised():
-        return check_token(config) if request.endpoint in ("predict", "predict_video") else None
+    def authorised():  # a CORS preflight (OPTIONS) carries no token by design
+        if request.endpoint in ("predict", "predict_video") and request.method == "POST":
+            return check_token(config)
+        return None
 
     @app.get("/")
     def index():

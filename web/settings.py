@@ -1,5 +1,6 @@
 """The app's settings: defaults, then FER_* environment variables, then the caller's dict."""
 import os
+import re
 
 from modelfile import DEFAULT_PATH
 from recognition.images import DEFAULT_MAX_PIXELS
@@ -15,7 +16,10 @@ DEFAULTS = {
     "MAX_VIDEO_MB": 20.0,
     "MAX_VIDEO_SECONDS": 30.0,
     "VIDEO_FPS": 5.0,
+    "CORS_ORIGINS": (),
 }
+# An origin as browsers send it: scheme, host and an optional port, no path.
+ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 
 
 def boolean(text):
@@ -25,6 +29,17 @@ def boolean(text):
     if value is None:
         raise ValueError(text)
     return value
+
+
+def origins(text):
+    """FER_CORS_ORIGINS: "*" or a comma-separated list of origins such as https://example.org."""
+    listed = tuple(o.strip() for o in text.split(",") if o.strip())
+    if listed != ("*",) and not all(ORIGIN.match(o) for o in listed):
+        raise ValueError(text)
+    return listed
+
+
+origins.expected = "comma-separated list of origins such as https://example.org, or *"
 
 
 # Environment variable -> (config key, type).
@@ -38,6 +53,7 @@ ENVIRONMENT = {
     "FER_FUSION": ("FUSION", boolean),
     "FER_MAX_VIDEO_MB": ("MAX_VIDEO_MB", float),
     "FER_MAX_VIDEO_SECONDS": ("MAX_VIDEO_SECONDS", float),
+    "FER_CORS_ORIGINS": ("CORS_ORIGINS", origins),
 }
 
 
@@ -49,7 +65,7 @@ def load_config(overrides):
             try:
                 config[key] = kind(os.environ[variable])
             except ValueError:
-                raise ValueError(f"{variable} is {os.environ[variable]!r}, not a valid {kind.__name__}") from None
+                raise ValueError(f"{variable} is {os.environ[variable]!r}, not a valid {getattr(kind, 'expected', kind.__name__)}") from None
     config.update(overrides or {})
     config["MAX_CONTENT_LENGTH"] = int(config["MAX_UPLOAD_MB"] * 1024 * 1024)
     return config
