@@ -1,8 +1,11 @@
 """Decode uploaded bytes into an upright RGB image, refusing what is not a supported image."""
+import contextlib
 import io
+import math
 import re
 import warnings
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -18,6 +21,16 @@ BMP_RLE = {1, 2}
 MAX_RLE_PIXELS = 2_000_000
 # Where a scan's entropy-coded data ends: a 0xFF that is neither a stuffed 0x00 nor a restart marker.
 SCAN_END = re.compile(rb"\xff(?=[^\x00\xd0-\xd7])", re.DOTALL)
+
+# Finding and cropping faces needs far fewer pixels than a 40-megapixel upload holds: BlazeFace
+# looks at 192x192 views and a face is cropped to 48x48. Larger images are decoded reduced by a
+# whole factor (JPEGs by the decoder itself, in Pillow's draft mode), which bounds the memory a
+# request costs; boxes are scaled back to the full image.
+WORK_PIXELS = 10_000_000
+# Modes Pillow's reduce() takes; others are reduced as arrays.
+REDUCIBLE = {"L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F"}
+# EXIF orientations that swap width and height (a quarter turn, with or without a mirror).
+QUARTER_TURNS = {5, 6, 7, 8}
 
 # Pillow's own bomb guard warns at MAX_IMAGE_PIXELS and raises at twice that; our limit, checked
 # from the header before decoding, is lower, so the warning would only be noise.
@@ -107,46 +120,59 @@ def check_decode_work(image, data):
                             f"{MAX_JPEG_SCANS} (progressive photos have about 10)")
 
 
-# Rows converted at a time from a 16-bit, 32-bit or float image: a whole 40-megapixel one in float64
-# took 320 MB per temporary array and raised a worker by about 1 GB.
+# Rows converted at a time from a 16-bit, 32-bit or float image (a multiple of every reduction): a
+# whole 40-megapixel one in float64 took 320 MB per temporary array and raised a worker by about 1 GB.
 BAND_ROWS = 256
 
 
-def grey_from_wide(image):
-    """A 16-bit, 32-bit or float greyscale image -> uint8 array (height, width), scaled a band of rows at a time."""
-    values = np.asarray(image)
-    peak = 65535.0 if image.mode.startswith("I;16") or (image.mode == "I" and values.max() > 255) else 255.0
-    grey = np.empty(values.shape, np.uint8)
-    for top in range(0, values.shape[0], BAND_ROWS):
-        band = values[top:top + BAND_ROWS].astype(np.float64) * (255.0 / peak)
-        grey[top:top + BAND_ROWS] = np.clip(band, 0, 255).round()
-    return grey
+def grey_from_wide(image, factor=1):
+    """A 16-bit, 32-bit or float greyscale image -> uint8 array, reduced factor times on each side;
+    a band of rows at a time, so neither a float copy nor a full-size grey copy ever exists."""
+    width, height = image.size
+    peak = 65535.0 if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255) else 255.0
+    bands = []
+    for top in range(0, height, BAND_ROWS):
+        band = np.asarray(image.crop((0, top, width, min(height, top + BAND_ROWS)))).astype(np.float32) * (255.0 / peak)
+        bands.append(reduced_grey(np.clip(band, 0, 255).round().astype(np.uint8), factor))
+    return np.concatenate(bands)
 
 
-def rgb_from_transparent_palette(image):
-    """A palette image with transparency -> uint8 RGB array, flattened onto white through its palette.
+def rgb_from_palette(image, factor=1):
+    """A palette image -> uint8 RGB array, transparency flattened onto white through its palette.
 
     Blending the (at most 256) palette entries instead of the pixels keeps the image at one byte
     per pixel until the RGB result; converting it to RGBA first cost 0.6-1.2 GB at 40 megapixels.
+    A reduction keeps every factor-th pixel: palette images are drawings, where averaging adds nothing.
     """
     palette = np.asarray(image.getpalette("RGB"), np.float64).reshape(-1, 3)
     alpha = np.full(len(palette), 255.0)
-    transparency = image.info["transparency"]
+    transparency = image.info.get("transparency")
     if isinstance(transparency, int):
         alpha[transparency] = 0.0
-    else:
+    elif transparency is not None:
         alpha[:len(transparency)] = np.frombuffer(transparency, np.uint8)[:len(palette)]
     weight = alpha[:, None] / 255.0
     flat = (palette * weight + 255.0 * (1.0 - weight)).round().astype(np.uint8)
-    return flat[np.asarray(image)]
+    return flat[np.asarray(image)[::factor, ::factor]]
 
 
-def to_rgb(image):
-    """Any Pillow mode -> uint8 RGB array (height, width, 3); transparency is flattened onto white."""
+def reduced_grey(grey, factor):
+    """A uint8 grey array made factor times smaller on each side, by area averaging."""
+    if factor == 1:
+        return grey
+    height, width = grey.shape
+    return cv2.resize(grey, (math.ceil(width / factor), math.ceil(height / factor)), interpolation=cv2.INTER_AREA)
+
+
+def to_rgb(image, factor=1):
+    """Any Pillow mode -> uint8 RGB array (height, width, 3), reduced factor times on each side;
+    transparency is flattened onto white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return np.repeat(grey_from_wide(image)[:, :, None], 3, axis=2)
-    if image.mode == "P" and "transparency" in image.info:
-        return rgb_from_transparent_palette(image)
+        return np.repeat(grey_from_wide(image, factor)[:, :, None], 3, axis=2)
+    if image.mode == "P":
+        return rgb_from_palette(image, factor)
+    if factor > 1:
+        image = image.reduce(factor) if image.mode in REDUCIBLE else image.convert("RGB").reduce(factor)
     if image.mode in ("RGBA", "LA", "PA"):
         rgba = image.convert("RGBA")
         flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -157,11 +183,57 @@ def to_rgb(image):
 
 def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
     """Upload bytes -> upright (EXIF-rotated) RGB uint8 array of shape (height, width, 3)."""
+    return decode_reduced(data, max_pixels, work_pixels=None)[0]
+
+
+def reduction(pixels, work_pixels):
+    """The smallest power of two (at most 8, as JPEG decoders reduce) that brings pixels to work_pixels or fewer."""
+    factor = 1
+    while work_pixels and factor < 8 and pixels / factor ** 2 > work_pixels:
+        factor *= 2
+    return factor
+
+
+def image_pixels(data):
+    """The pixel count an upload's header claims, without decoding it (0 for what is not an image)."""
+    try:
+        width, height = Image.open(io.BytesIO(data)).size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return 0
+    return width * height
+
+
+def quarter_turned(image):
+    """Whether the image's EXIF orientation swaps its width and height (False where EXIF is unreadable)."""
+    try:
+        return image.getexif().get(0x0112) in QUARTER_TURNS
+    except (OSError, ValueError, SyntaxError, EOFError, KeyError, TypeError):
+        return False
+
+
+def decode_reduced(data, max_pixels=DEFAULT_MAX_PIXELS, work_pixels=WORK_PIXELS, large=contextlib.nullcontext):
+    """(upright RGB uint8 array, reduced by a whole factor to about work_pixels where the image is larger,
+    (width, height) of the full upright image). None for work_pixels decodes at full size. An image over
+    work_pixels is decoded inside the context `large()` returns, which may limit how many run at once."""
     image = open_image(data, max_pixels)
+    width, height = image.size
+    if quarter_turned(image):
+        width, height = height, width
+    factor = reduction(width * height, work_pixels)
+    with large() if factor > 1 else contextlib.nullcontext():
+        return decode_opened(image, factor, work_pixels), (width, height)
+
+
+def decode_opened(image, factor, work_pixels):
+    """The upright RGB array of an opened image, reduced factor times (JPEGs by their decoder)."""
     try:
         image.seek(0)
+        if factor > 1 and image.format in ("JPEG", "MPO"):
+            # The decoder itself skips the detail (DCT scaling): the full image is never in memory.
+            image.draft(image.mode, (math.ceil(image.width / factor), math.ceil(image.height / factor)))
+            factor = reduction(image.width * image.height, work_pixels)  # what the decoder left to do
         ImageOps.exif_transpose(image, in_place=True)  # in place: the stored and the turned image never both stay
-        return to_rgb(image)
+        return to_rgb(image, factor)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         raise ImageRejected("invalid_image", f"the {image.format} image is damaged or truncated "
                             "and could not be decoded") from None

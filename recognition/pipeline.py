@@ -1,12 +1,13 @@
 """From upload bytes to the JSON-ready result for one image: decode, detect, crop, classify."""
+import contextlib
 import time
 
 import cv2
 import numpy as np
 
 from recognition.classifier import classify
-from recognition.faces import Face, find_faces, resize_face
-from recognition.images import DEFAULT_MAX_PIXELS, decode_image
+from recognition.faces import Face, clip_box, find_faces, resize_face
+from recognition.images import DEFAULT_MAX_PIXELS, decode_reduced
 
 MODES = ("faces", "whole")
 
@@ -19,18 +20,26 @@ def face_result(face, probs, labels):
             "dominant_emotion": labels[best], "confidence": float(probs[best])}
 
 
-def recognize(data, classifier, detector, mode="faces", max_pixels=DEFAULT_MAX_PIXELS):
-    """Every face in an uploaded image with its emotions, largest face first, plus timings."""
+def scaled_box(box, sx, sy, width, height):
+    """A box found in a reduced image, in the full image's pixels (within width x height)."""
+    x, y, w, h = box
+    return clip_box((round(x * sx), round(y * sy), round(w * sx), round(h * sy)), width, height)
+
+
+def recognize(data, classifier, detector, mode="faces", max_pixels=DEFAULT_MAX_PIXELS, large=contextlib.nullcontext):
+    """Every face in an uploaded image with its emotions, largest face first, plus timings; a large
+    image is decoded inside large() (see decode_reduced)."""
     t0 = time.perf_counter()
-    rgb = decode_image(data, max_pixels)
+    rgb, (width, height) = decode_reduced(data, max_pixels, large=large)
     t1 = time.perf_counter()
-    height, width = rgb.shape[:2]
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # FER-2013 is grey; colour only helps the detector
     if mode == "whole":
         faces = [Face((0, 0, width, height))]
         crops = resize_face(grey)[None]
     else:
-        faces, crops = find_faces(rgb, grey, detector)
+        found, crops = find_faces(rgb, grey, detector)
+        faces = [Face(scaled_box(face.box, width / rgb.shape[1], height / rgb.shape[0], width, height), face.roll)
+                 for face in found]
     t2 = time.perf_counter()
     probs = classify(classifier, crops)
     t3 = time.perf_counter()

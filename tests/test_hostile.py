@@ -252,3 +252,62 @@ def test_a_bad_cors_origin_stops_start_up(value, monkeypatch):
     monkeypatch.setenv("FER_CORS_ORIGINS", value)
     with pytest.raises(SystemExit, match="FER_CORS_ORIGINS"):
         create_app()
+
+
+REDUCED_PEAK_PER_PIXEL = PEAK_PER_PIXEL.replace("decode_image", "decode_reduced").replace(
+    "rgb = decode_reduced(data)\nprint((peak_kb() - before) * 1024 / (rgb.shape[0] * rgb.shape[1]))",
+    "rgb, (width, height) = decode_reduced(data)\nprint((peak_kb() - before) * 1024 / (width * height))")
+
+
+@pytest.mark.parametrize("make", [
+    lambda w, h: encode(Image.fromarray((np.arange(w, dtype=np.uint16) * 9)[None, :].repeat(h, axis=0)), "PNG",
+                        compress_level=1),
+    transparent_palette,
+    lambda w, h: oriented(np.full((h, w, 3), 120, np.uint8), 6, "JPEG"),
+], ids=["16-bit", "palette-with-transparency", "exif-rotated-jpeg"])
+def test_large_images_are_decoded_reduced_in_fewer_bytes_per_pixel(tmp_path, make):
+    # 16 megapixels, reduced to 4 for the detector: measured 3.3, 3.1 and 2.6 bytes per full-size pixel
+    # at 40 megapixels, against 6.1, 5.1 and 10.1 for the full-size decode (JPEGs never exist at full size).
+    path = tmp_path / "image"
+    path.write_bytes(make(4000, 4000))
+    result = subprocess.run([sys.executable, "-c", REDUCED_PEAK_PER_PIXEL, str(path)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) < 4.5
+
+
+def test_faces_of_a_large_photo_are_found_reduced_and_boxed_in_full_size_pixels(client, astronaut):
+    small = client.post("/predict", data=encode(astronaut, "JPEG", quality=95), content_type="image/jpeg").json
+    large = client.post("/predict", data=encode(astronaut.resize((4096, 4096), Image.Resampling.BICUBIC), "JPEG",
+                                                quality=92), content_type="image/jpeg").json
+    assert large["image"] == {"width": 4096, "height": 4096}
+    expected = np.array(small["faces"][0]["box"]) * 8
+    assert np.abs(np.array(large["faces"][0]["box"]) - expected).max() <= 16  # 2 pixels of the 512-pixel photo
+    assert abs(large["faces"][0]["emotions"]["happy"] - small["faces"][0]["emotions"]["happy"]) < 0.02
+
+
+def test_the_images_of_one_request_share_one_pixel_budget():
+    client = create_app({"MAX_PIXELS": 1_000_000}).test_client()
+    photo = encode(Image.new("RGB", (800, 800), (120, 120, 120)), "PNG")
+    one = client.post("/predict", data={"image": [(io.BytesIO(photo), "a.png")]}, content_type="multipart/form-data")
+    assert one.status_code == 200
+    two = client.post("/predict", data={"image": [(io.BytesIO(photo), "a.png"), (io.BytesIO(photo), "b.png")]},
+                      content_type="multipart/form-data")
+    assert two.status_code == 413 and two.json["error"]["code"] == "too_many_pixels"
+    assert "1,280,000 pixels together" in two.json["error"]["message"]
+
+
+def test_a_large_image_waits_for_the_one_large_decode_slot_then_gets_a_503():
+    app = create_app({"LARGE_DECODE_WAIT_S": 0.2})
+    large = encode(Image.new("RGB", (4000, 3000), (120, 120, 120)), "JPEG")  # 12 megapixels: a large decode
+    small = encode(Image.new("RGB", (640, 480), (120, 120, 120)), "JPEG")
+    with app.extensions["large_decodes"]():  # another request holds the slot
+        busy = app.test_client().post("/predict", data=large, content_type="image/jpeg")
+        assert busy.status_code == 503 and busy.json["error"]["code"] == "server_busy"
+        assert app.test_client().post("/predict", data=small, content_type="image/jpeg").status_code == 200
+    assert app.test_client().post("/predict", data=large, content_type="image/jpeg").status_code == 200
+
+
+def test_options_needs_no_token(token_client):
+    response = token_client.options("/predict")
+    assert response.status_code == 200 and "POST" in response.headers["Allow"]

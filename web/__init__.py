@@ -9,6 +9,7 @@ from flask_cors import CORS
 from recognition.classifier import ModelError, load_classifier
 from recognition.faces import SharedDetector
 from web.errors import register_errors
+from web.limits import LargeDecodes
 from web.routes import register_routes
 from web.settings import load_config
 from web.uploads import InMemoryRequest
@@ -27,6 +28,7 @@ def create_app(config=None):
         app.config.update(load_config(config))
         app.extensions["detector"] = SharedDetector(app.config["DETECTOR"])
         app.extensions["classifier"] = load_classifier(app.config["MODEL_PATH"], fusion=app.config["FUSION"])
+        app.extensions["large_decodes"] = LargeDecodes(app.config["LARGE_DECODES"], app.config["LARGE_DECODE_WAIT_S"])
     except (ValueError, ModelError) as e:
         sys.exit(f"error: cannot start: {e}")
     register_routes(app, __version__)

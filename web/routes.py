@@ -6,7 +6,7 @@ from flask import jsonify, render_template, request
 
 from recognition.batch import video_detector
 from recognition.clip import analyze_clip
-from recognition.images import ImageRejected
+from recognition.images import ImageRejected, image_pixels
 from recognition.pipeline import recognize
 from web.errors import RequestError, error, image_error
 from web.openapi import openapi_spec
@@ -36,12 +36,16 @@ def check_token(config):
     return body, status
 
 
-def recognize_all(images, classifier, detector, mode, max_pixels):
+def recognize_all(images, classifier, detector, mode, max_pixels, large):
     """The result of each image, in order; the request error names the image that was refused."""
+    total = sum(image_pixels(data) for data in images)
+    if len(images) > 1 and total > max_pixels:  # one image over the limit is refused as it is opened
+        raise RequestError(413, "too_many_pixels", f"the {len(images)} images hold {total:,} pixels together; "
+                           f"the limit per request is {max_pixels:,}")
     results = []
     for i, data in enumerate(images):
         try:
-            results.append(recognize(data, classifier, detector, mode, max_pixels))
+            results.append(recognize(data, classifier, detector, mode, max_pixels, large))
         except ImageRejected as e:
             raise image_error(e, i, len(images)) from None
     return results
@@ -84,7 +88,7 @@ def register_routes(app, version):
         if len(images) > config["MAX_IMAGES"]:
             raise RequestError(400, "too_many_images", f"{len(images)} images sent; at most "
                                f"{config['MAX_IMAGES']} per request")
-        results = recognize_all(images, classifier, detector, mode, config["MAX_PIXELS"])
+        results = recognize_all(images, classifier, detector, mode, config["MAX_PIXELS"], app.extensions["large_decodes"])
         return answered(results[0] if len(results) == 1 else {"results": results}, classifier, started)
 
     @app.post("/predict/video")

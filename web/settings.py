@@ -17,6 +17,10 @@ DEFAULTS = {
     "MAX_VIDEO_SECONDS": 30.0,
     "VIDEO_FPS": 5.0,
     "CORS_ORIGINS": (),
+    # Images over recognition.images.WORK_PIXELS decoded at once by all workers together, and how
+    # long a request waits for its turn: two 40-megapixel PNGs at once would burst a 512 MB dyno.
+    "LARGE_DECODES": 1,
+    "LARGE_DECODE_WAIT_S": 15.0,
 }
 # An origin as browsers send it: scheme, host and an optional port, no path.
 ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
