@@ -11,6 +11,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF"}
 SUPPORTED_NAMES = ", ".join(sorted(SUPPORTED_FORMATS - {"MPO"}))
+# The same formats by media type, with the names people know them by.
+IMAGE_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WebP", "image/bmp": "BMP", "image/gif": "GIF"}
 DEFAULT_MAX_PIXELS = 40_000_000
 # A progressive JPEG is decoded once per scan: cameras and encoders write about 10 (mozjpeg up to
 # about 20), while a 400 KB file that repeats its scans thousands of times took 9.5 s to decode.

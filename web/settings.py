@@ -3,7 +3,7 @@ import os
 import re
 
 from modelfile import DEFAULT_PATH
-from recognition.images import DEFAULT_MAX_PIXELS
+from recognition.images import DEFAULT_MAX_PIXELS, IMAGE_TYPES
 
 DEFAULTS = {
     "MODEL_PATH": str(DEFAULT_PATH),
@@ -80,4 +80,5 @@ def page_settings(config, labels):
     return {"labels": list(labels), "token_required": bool(config["API_TOKEN"]),
             "max_upload_mb": config["MAX_UPLOAD_MB"], "max_pixels": config["MAX_PIXELS"],
             "max_images": config["MAX_IMAGES"], "max_video_mb": config["MAX_VIDEO_MB"],
-            "max_video_seconds": config["MAX_VIDEO_SECONDS"]}
+            "max_video_seconds": config["MAX_VIDEO_SECONDS"], "image_types": list(IMAGE_TYPES),
+            "image_names": ", ".join(list(IMAGE_TYPES.values())[:-1]) + " or " + list(IMAGE_TYPES.values())[-1]}
