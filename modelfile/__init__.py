@@ -49,13 +49,20 @@ def engine_files(path):
     return [f for f in (path.with_name(f"{path.stem}.{e}{path.suffix}") for e in engines) if f.is_file()]
 
 
+def quantized_engine(meta):
+    """The quantised engine a file's metadata names, or None (float files, or metadata of another shape)."""
+    quantisation = meta.get("quantisation") if isinstance(meta, dict) else None
+    engine = quantisation.get("engine") if isinstance(quantisation, dict) else None
+    return engine if isinstance(engine, str) else None
+
+
 def load(path):
     """(module in eval mode, meta) of a model file, in the quantised engine it names; ModelError naming
     the file and the problem. Float files leave the process's quantised engine as it is."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
-    engine = (read_meta(path).get("quantisation") or {}).get("engine")
+    engine = quantized_engine(read_meta(path))
     if engine:
         if engine not in torch.backends.quantized.supported_engines:
             raise ModelError(f"{path}: needs the quantised engine {engine!r}, which this PyTorch build lacks")
@@ -70,8 +77,10 @@ def load(path):
         meta = json.loads(extra[META] or "{}")
     except json.JSONDecodeError:
         raise ModelError(f"{path}: {META} inside the model is not valid JSON") from None
-    if len(meta.get("labels", ())) != len(LABELS):
-        raise ModelError(f"{path}: {META} must list {len(LABELS)} labels, found {len(meta.get('labels', ()))}")
+    if not isinstance(meta, dict) or not isinstance(meta.get("labels"), list):
+        raise ModelError(f"{path}: {META} must be an object with a list of {len(LABELS)} labels")
+    if len(meta["labels"]) != len(LABELS):
+        raise ModelError(f"{path}: {META} must list {len(LABELS)} labels, found {len(meta['labels'])}")
     return module.eval(), meta
 
 

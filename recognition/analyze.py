@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from modelfile import DEFAULT_PATH
 from recognition.batch import Collector, Job, columns, find_sources, plan_units
 from recognition.classifier import ModelError, load_model_file
 from recognition.faces import DETECTORS
@@ -22,7 +23,6 @@ from recognition.report import plot_path, plot_timeline, summary_table, write_su
 from recognition.tables import TableError, TableWriter, done_sources, table_format
 from recognition.tracking import track_summaries
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "model" / "fer.pt"
 ENGINES = ("local", "ray")
 
 
@@ -102,7 +102,7 @@ def parse_args(argv=None):
                         help="local engine: processes (default: the number of CPUs)")
     parser.add_argument("--address", help="ray engine: the cluster to join, e.g. auto or ray://head:10001 "
                         "(default: start Ray on this machine)")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL), help=f"model file (default: {DEFAULT_MODEL})")
+    parser.add_argument("--model", default=str(DEFAULT_PATH), help="model file (default: model/fer.pt)")
     parser.add_argument("--detector", choices=list(DETECTORS), default="blazeface",
                         help="face detector (default: blazeface)")
     parser.add_argument("--video-tiles", action="store_true",

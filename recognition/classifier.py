@@ -74,7 +74,7 @@ def load_model_file(path, fusion=True):
     classifier = Classifier(module, tuple(meta["labels"]), meta)
     probs = classify(classifier, np.zeros((1, FACE_SIZE, FACE_SIZE), np.uint8))
     if probs.shape != (1, len(classifier.labels)) or not np.isclose(probs.sum(), 1.0, atol=1e-3):
-        raise ModelError(f"{path}: output is not (N, 7) probabilities")
+        raise ModelError(f"{path}: output is not (N, {len(classifier.labels)}) probabilities")
     for batch in WARM_BATCHES if fusion else ():
         for _ in range(2):  # the first call profiles, the second compiles
             classify(classifier, np.zeros((batch, FACE_SIZE, FACE_SIZE), np.uint8))

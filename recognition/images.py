@@ -82,7 +82,7 @@ def jpeg_scans(data):
 
 
 def unsupported(name):
-    """The 415 for an image in a format we recognise but do not decode."""
+    """The refusal of an image in a format we recognise but do not decode."""
     return ImageRejected("unsupported_image_type", f"{name} images are not supported; send one of {SUPPORTED_NAMES}")
 
 

@@ -17,7 +17,8 @@ import time
 from math import nan
 from pathlib import Path
 
-from recognition.analyze import DEFAULT_MODEL, analyze
+from modelfile import DEFAULT_PATH
+from recognition.analyze import analyze
 from recognition.batch import Job
 from recognition.engine_local import IMAGES_PER_TASK
 from scripts.analysis_media import write_photos, write_video
@@ -49,7 +50,7 @@ def main():
     parser.add_argument("--workers", type=int, default=2, help="local processes and Ray CPUs (default: 2)")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray engine (default: run it)")
     args = parser.parse_args()
-    job = Job(str(DEFAULT_MODEL))
+    job = Job(str(DEFAULT_PATH))
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="fer-bench-") as tmp:
         tmp = Path(tmp)

@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from modelfile import DEFAULT_PATH
 from recognition.classifier import classify, load_classifier
 from recognition.faces import BlazeFace, BlazeFaceSettings, crop_box, crop_face
 from recognition.images import decode_image
@@ -207,7 +208,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA, help=f"dataset (default: {DEFAULT_DATA})")
     p.add_argument("--photos", default="../shared/data/photos", help="folder with manifest.csv (default: ../shared/data/photos)")
-    p.add_argument("--model", default="model/fer.pt", help="model for the framing loss (default: model/fer.pt)")
+    p.add_argument("--model", default=str(DEFAULT_PATH), help="model for the framing loss (default: model/fer.pt)")
     p.add_argument("--faces", type=int, default=1000, help="PublicTest faces to use, from the first (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed for sizes, borders and crops (default: 0)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the speed test (default: 5)")

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from modelfile import load
+from modelfile import DEFAULT_PATH, FACE_SIZE, load
 
 
 def time_per_face(module, batch, repeats):
     """Mean milliseconds per face over `repeats` forward passes of a random batch."""
-    x = torch.rand(batch, 1, 48, 48)
+    x = torch.rand(batch, 1, FACE_SIZE, FACE_SIZE)
     with torch.inference_mode():
         t0 = time.perf_counter()
         for _ in range(repeats):
@@ -42,7 +42,7 @@ def child(path, fusion):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="*", default=["model/fer.pt"], help="exported files (default: model/fer.pt)")
+    p.add_argument("models", nargs="*", default=[str(DEFAULT_PATH)], help="exported files (default: model/fer.pt)")
     p.add_argument("--fusion", nargs="+", default=["off", "on"], choices=["off", "on"],
                    help="oneDNN fusion settings to time each file with (default: off on)")
     p.add_argument("--rounds", type=int, default=5, help="round-robin rounds (default: 5)")

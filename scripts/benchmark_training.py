@@ -13,6 +13,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from modelfile import FACE_SIZE, LABELS
 from training.augment import build_augment
 from training.engine import autocast
 from training.models import build_model, model_cost
@@ -28,7 +29,7 @@ def make_step(model_name, precision, channels_last, augment_name, batch_size):
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     augment = build_augment(augment_name)
-    x, y = torch.rand(batch_size, 1, 48, 48), torch.randint(0, 7, (batch_size,))
+    x, y = torch.rand(batch_size, 1, FACE_SIZE, FACE_SIZE), torch.randint(0, len(LABELS), (batch_size,))
 
     def step():
         batch = augment(x)

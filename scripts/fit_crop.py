@@ -21,6 +21,7 @@ import dataclasses
 import cv2
 import numpy as np
 
+from modelfile import DEFAULT_PATH, FACE_SIZE
 from recognition.classifier import classify, load_classifier
 from recognition.faces import DETECTORS, FULL_RANGE, SHORT_RANGE, BlazeNet, crop_face, select
 from training.data import DEFAULT_DATA, load_dataset
@@ -30,7 +31,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA, help=f"dataset (default: {DEFAULT_DATA})")
     p.add_argument("--detector", default="blazeface", choices=list(DETECTORS), help="face detector (default: blazeface)")
-    p.add_argument("--model", default="model/fer.pt", help="model for the end-to-end check (default: model/fer.pt)")
+    p.add_argument("--model", default=str(DEFAULT_PATH), help="model for the end-to-end check (default: model/fer.pt)")
     p.add_argument("--split", default="val", help="split to measure on (default: val)")
     p.add_argument("--upscale", type=int, default=4, help="upscaling factor before detection (default: 4)")
     p.add_argument("--pad", type=int, default=12, help="grey border added around each 48x48 face, so that faces filling the frame are found too (default: 12)")
@@ -52,7 +53,7 @@ def main():
         found.append(i)
         x, y, w, h = (v / args.upscale for v in faces[0].box)
         x, y = x - args.pad, y - args.pad
-        scales.append(48 / w)
+        scales.append(FACE_SIZE / w)
         shifts_x.append((24 - (x + w / 2)) / w)
         shifts_y.append((24 - (y + h / 2)) / w)
     scales, shifts_x, shifts_y = map(np.array, (scales, shifts_x, shifts_y))

@@ -8,23 +8,14 @@ the test's made photos and fake camera (tests/support/page_media.py), so that no
 import argparse
 import io
 import re
-import tempfile
-import threading
 from pathlib import Path
 
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
-from werkzeug.serving import make_server
 
-from app import create_app
+from tests.support.browser import DESKTOP, PHONE, launch, serve
 from tests.support.page_media import camera_frames, camera_video, group_photo
-from tests.support.server import free_port, one_face_photo
-
-ROOT = Path(__file__).resolve().parent.parent
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
-         "--use-fake-device-for-media-stream"]
+from tests.support.server import one_face_photo
 
 
 def save_small(png, path):
@@ -50,20 +41,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the three PNGs")
     args = parser.parse_args()
-    server = make_server("127.0.0.1", free_port(), create_app(), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    with tempfile.TemporaryDirectory() as scratch, sync_playwright() as p:
-        camera = Path(scratch) / "camera.y4m"
-        camera.write_bytes(camera_video(camera_frames(), 4))
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=[*FLAGS, f"--use-file-for-fake-video-capture={camera}"])
-        desktop = browser.new_page(base_url=url, viewport={"width": 1200, "height": 900})
+    url, server = serve()
+    with sync_playwright() as p, launch(p, camera_video(camera_frames(), 4)) as browser:
+        desktop = browser.new_page(base_url=url, **DESKTOP)
         desktop.goto("/")
         photo_result(desktop, 7, 4)
         save_small(desktop.screenshot(), args.out / "page-desktop.png")
 
-        phone = browser.new_page(base_url=url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+        phone = browser.new_page(base_url=url, **PHONE)
         phone.goto("/")
         photo_result(phone, 12, 4)
         save_small(phone.screenshot(), args.out / "page-phone.png")
@@ -74,7 +59,6 @@ def main():
         expect(desktop.locator("#webcam-bars [data-label='happy'] .pct")).to_have_text(re.compile(r"%$"), timeout=20000)
         desktop.evaluate("() => window.scrollTo(0, 0)")
         save_small(desktop.screenshot(full_page=True), args.out / "page-webcam.png")
-        browser.close()
     server.shutdown()
 
 

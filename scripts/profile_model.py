@@ -12,12 +12,12 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from modelfile import load as load_exported
+from modelfile import DEFAULT_PATH, FACE_SIZE, load as load_exported
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="?", default="model/fer.pt", help="exported file (default: model/fer.pt)")
+    p.add_argument("model", nargs="?", default=str(DEFAULT_PATH), help="exported file (default: model/fer.pt)")
     p.add_argument("--batch", type=int, default=32, help="faces per call (default: 32)")
     p.add_argument("--repeats", type=int, default=20, help="profiled calls, after as many warm-up calls (default: 20)")
     p.add_argument("--rows", type=int, default=15, help="ops to print, slowest first (default: 15)")
@@ -25,7 +25,7 @@ def main():
 
     torch.set_num_threads(1)
     module, meta = load_exported(args.model)
-    x = torch.rand(args.batch, 1, 48, 48)
+    x = torch.rand(args.batch, 1, FACE_SIZE, FACE_SIZE)
     with torch.inference_mode():
         for _ in range(args.repeats):
             module(x)

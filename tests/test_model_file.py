@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+import modelfile
 from recognition.classifier import PROBE_FACES, classify, engine_files, load_classifier, load_model_file
 from tests.support import ROOT
 
@@ -90,3 +91,21 @@ def test_shipped_files_describe_themselves():
     assert metas["fer.pt"]["dtype"] == "fp32" and metas["fer.pt"]["quantisation"] is None
     assert metas["fer.onednn.pt"]["quantisation"]["engine"] == "onednn"
     assert metas["fer.pt"]["architecture"] == metas["fer.onednn.pt"]["architecture"]
+
+
+@pytest.mark.parametrize("meta, problem", [
+    ({"labels": ["a"] * 7, "quantisation": "onednn"}, None),  # an odd quantisation entry names no engine
+    ({"labels": "angry"}, "must be an object with a list of 7 labels"),
+    (["angry"], "must be an object with a list of 7 labels"),
+    ({"labels": ["a"] * 6}, "must list 7 labels, found 6"),
+])
+def test_metadata_of_another_shape_is_a_clear_model_error(tmp_path, meta, problem):
+    extra = {"meta.json": ""}
+    module = torch.jit.load(str(MODEL), _extra_files=extra)
+    path = tmp_path / "odd.pt"
+    torch.jit.save(module, str(path), _extra_files={"meta.json": json.dumps(meta)})
+    if problem is None:
+        assert modelfile.load(path)[1] == meta
+    else:
+        with pytest.raises(modelfile.ModelError, match=problem):
+            modelfile.load(path)

@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from modelfile import (  # the CSV's label column follows the contract's order
-    FACE_SIZE as SIZE,
-)
-from modelfile import LABELS
+from modelfile import FACE_SIZE as SIZE
+from modelfile import LABELS  # the CSV's label column follows the contract's order
 
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 DEFAULT_DATA = "../shared/data/fer2013.csv.gz"  # the Kaggle CSV, read by path from the shared folder

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from modelfile import FACE_SIZE, LABELS
+
 
 class Normalize(nn.Module):
     """Map [0, 1] grey pixels to zero mean, unit variance with the training split's statistics."""
@@ -116,7 +118,7 @@ def train_one_epoch(model, images, labels, augment, optimizer, scheduler, unit, 
             x = x.contiguous(memory_format=torch.channels_last)
         target = y
         if cfg.mixup > 0:
-            x, target = mixup(x, y, cfg.mixup, 7)
+            x, target = mixup(x, y, cfg.mixup, len(LABELS))
         if y.dim() == 2:  # soft targets (FER+ votes): accuracy against their most likely class
             y = y.argmax(1)
         with autocast(cfg.precision):
@@ -146,7 +148,7 @@ def tta_views(x, tta):
         views.append(x.flip(3))
     if tta == "crops":
         padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
-        views += [padded[..., dy:dy + 48, dx:dx + 48] for dy, dx in ((0, 0), (0, 4), (4, 0), (4, 4))]
+        views += [padded[..., dy:dy + FACE_SIZE, dx:dx + FACE_SIZE] for dy, dx in ((0, 0), (0, 4), (4, 0), (4, 4))]
     return views
 
 
@@ -160,7 +162,7 @@ def predict_logits(model, images, batch_size=512, precision="fp32", tta="none", 
         with autocast(precision):
             logits = [model(v).float() for v in tta_views(x, tta)]
         out.append(torch.stack(logits).mean(0))
-    return torch.cat(out) if out else torch.zeros(0, 7)
+    return torch.cat(out) if out else torch.zeros(0, len(LABELS))
 
 
 @torch.no_grad()
@@ -170,7 +172,7 @@ def predict_probs(module, images, tta="none", batch_size=512):
     for start in range(0, len(images), batch_size):
         x = to_tensor(images[start:start + batch_size])
         out.append(torch.stack([module(v) for v in tta_views(x, tta)]).mean(0))
-    return torch.cat(out) if out else torch.zeros(0, 7)
+    return torch.cat(out) if out else torch.zeros(0, len(LABELS))
 
 
 def rng_state():

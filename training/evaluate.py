@@ -18,23 +18,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
-    confusion_matrix,
-    precision_recall_curve,
-    precision_recall_fscore_support,
-)
+from sklearn.metrics import (confusion_matrix, precision_recall_curve,  # noqa: E402
+                             precision_recall_fscore_support)
 
-from modelfile import load as load_exported  # noqa: E402
+from modelfile import DEFAULT_PATH, load as load_exported  # noqa: E402
 from training.checkpoint import load_checkpoint_model  # noqa: E402
-from training.data import (  # noqa: E402
-    DEFAULT_DATA,
-    DEFAULT_VOTES,
-    LABELS,
-    attach_votes,
-    ferplus_majority,
-    has_votes,
-    load_dataset,
-)
+from training.data import (DEFAULT_DATA, DEFAULT_VOTES, LABELS, attach_votes, ferplus_majority,  # noqa: E402
+                           has_votes, load_dataset)
 from training.engine import predict_logits, predict_probs  # noqa: E402
 
 
@@ -154,7 +144,7 @@ def print_metrics(title, result, n):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="model/fer.pt", help="checkpoint (.pt dict) or exported TorchScript file (default: model/fer.pt)")
+    p.add_argument("--model", default=str(DEFAULT_PATH), help="checkpoint (.pt dict) or exported TorchScript file (default: model/fer.pt)")
     p.add_argument("--data", default=None, help=f"dataset path (default: the checkpoint's, else {DEFAULT_DATA})")
     p.add_argument("--votes", default=DEFAULT_VOTES, help=f"FER+ votes for the CSV's rows; the FER+ metrics are skipped when the file is absent (default: {DEFAULT_VOTES})")
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="split to evaluate; test is PrivateTest, evaluate it once (default: val)")

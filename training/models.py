@@ -8,7 +8,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-NUM_CLASSES = 7
+from modelfile import FACE_SIZE, LABELS
+
+NUM_CLASSES = len(LABELS)
 
 
 def conv_bn(c_in, c_out, kernel=3, stride=1, padding=1):
@@ -193,7 +195,7 @@ def model_cost(model):
     model.eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(torch.zeros(1, 1, 48, 48))
+        model(torch.zeros(1, 1, FACE_SIZE, FACE_SIZE))
     model.train(was_training)
     return ModelCost(params=params, macs=counter.get_total_flops() // 2)
 

@@ -18,7 +18,7 @@ import argparse
 import torch
 from torch import nn
 
-from modelfile import load as load_exported
+from modelfile import DEFAULT_PATH, FACE_SIZE, load as load_exported
 from training.checkpoint import make_checkpoint, save_atomic
 from training.data import load_dataset
 from training.engine import Normalize, to_tensor
@@ -76,7 +76,7 @@ def execution_order(net):
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             hooks.append(module.register_forward_hook(lambda m, i, o: order.append(m)))
     with torch.no_grad():
-        net.eval()(torch.zeros(1, 1, 48, 48))
+        net.eval()(torch.zeros(1, 1, FACE_SIZE, FACE_SIZE))
     for hook in hooks:
         hook.remove()
     return order
@@ -148,7 +148,7 @@ def recover_checkpoint(exported_path, data_path=None, n_images=4096):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--exported", default="model/fer.pt", help="exported TorchScript file (default: model/fer.pt)")
+    p.add_argument("--exported", default=str(DEFAULT_PATH), help="exported TorchScript file (default: model/fer.pt)")
     p.add_argument("--out", required=True, help="checkpoint to write, e.g. runs/recovered/best.pt")
     p.add_argument("--data", default=None, help="dataset for the BatchNorm statistics (default: the file's training --data)")
     args = p.parse_args(argv)
