@@ -43,14 +43,13 @@ def wait_until_up(url, timeout):
 
 
 @contextmanager
-def procfile_server(bin_dir=None, env=None, timeout=60):
-    """Run the Procfile's web command; yields (base URL, process, seconds to first answer).
-
-    gunicorn is taken from bin_dir, by default the virtualenv running this Python."""
+def procfile_server(bin_dir=None, env=None, timeout=60, root=ROOT):
+    """Run the Procfile's web command in the checkout at root; yields (base URL, process, seconds to
+    first answer). gunicorn is taken from bin_dir, by default the virtualenv running this Python."""
     port = free_port()
     environment = {**os.environ, "PORT": str(port), **(env or {})}
     environment["PATH"] = f"{bin_dir or Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
-    process = subprocess.Popen(shlex.split(procfile_command(port)), cwd=ROOT, env=environment,
+    process = subprocess.Popen(shlex.split(procfile_command(port)), cwd=root, env=environment,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
