@@ -3,50 +3,25 @@ import csv
 import io
 import json
 import re
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import flask
 import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
-from werkzeug.serving import make_server
 
-from app import create_app
 from tests.support import ROOT
+from tests.support.browser import DESKTOP, PHONE, launch, serve
 from tests.support.images import encode
 from tests.support.page_media import camera_frames, camera_video, group_photo
-from tests.support.server import free_port, post_image
+from tests.support.server import post_image
 
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 MAX_UPLOAD_MB = 1
 MAX_IMAGES = 3
 AXE = ROOT / "tests" / "vendor" / "axe-core-4.14.1" / "axe.min.js"
-DESKTOP = {"viewport": {"width": 1200, "height": 900}}
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
-
-
-def serve(config):
-    """Run the app in a background thread; returns (base URL, server). server.images lists how many
-    images each POST /predict carried."""
-    app = create_app(config)
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    server.images = []
-
-    @app.before_request
-    def count_images():
-        if flask.request.path == "/predict":
-            server.images.append(len(flask.request.files.getlist("image")) or 1)
-
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}", server
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +37,10 @@ def live_server(live):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def browser():
     """Chromium whose fake camera shows the astronaut for 2 s, then 2 s of a coffee cup (no face), in a loop."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs Debian's chromium package")
-    camera = tmp_path_factory.mktemp("camera") / "camera.y4m"
-    camera.write_bytes(camera_video(camera_frames(), 2))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[*FLAGS, f"--use-file-for-fake-video-capture={camera}"])
+    with sync_playwright() as p, launch(p, camera_video(camera_frames(), 2)) as browser:
         yield browser
-        browser.close()
 
 
 @contextmanager
@@ -190,12 +159,13 @@ def test_non_image_file_says_it_is_not_an_image(page):
 
 
 def test_unsupported_type_is_explained_and_not_offered(page):
-    accepted = page.get_attribute("#file-input", "accept").split(",")
-    assert set(accepted) == {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif",
-                             ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
+    # The server's list, as the page settings give it: the picker, the hint and the message all follow it.
+    assert page.get_attribute("#file-input", "accept") == "image/jpeg,image/png,image/webp,image/bmp,image/gif"
+    expect(page.locator("#drop-zone")).to_contain_text("JPEG, PNG, WebP, BMP or GIF, up to 1 MB each")
     tiff = encode(Image.new("RGB", (40, 40)), "TIFF")
     upload(page, "scan.tif", tiff, "image/tiff")
-    expect(page.locator("#error")).to_contain_text("file type is not supported")
+    expect(page.locator("#error")).to_have_text(
+        "That file type is not supported. Use a JPEG, PNG, WebP, BMP or GIF image.")
 
 
 def test_webcam_counts_frames_and_frames_per_second_over_the_last_answers(page):
@@ -259,6 +229,75 @@ def test_webcam_shows_bars_a_timeline_and_when_no_face_is_in_view_and_stop_clear
     assert page.problems == []
 
 
+def watch_camera_and_requests(page, camera_ms=0, answer_ms=0):
+    """Record in the page every camera stream it gets (window.streams; window.asked settles when the last
+    one has arrived) and the most /predict requests in flight at once (window.mostInFlight); the camera
+    arrives camera_ms late and each answer answer_ms late."""
+    page.evaluate("""([cameraMs, answerMs]) => {
+        const later = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+        const ask = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices), get = window.fetch;
+        Object.assign(window, {streams: [], asked: Promise.resolve(), inFlight: 0, mostInFlight: 0});
+        navigator.mediaDevices.getUserMedia = (constraints) => window.asked = ask(constraints).then(
+            (stream) => { window.streams.push(stream); return later(cameraMs).then(() => stream); });
+        window.fetch = async (url, options) => {
+            if (!String(url).startsWith('/predict')) return get(url, options);
+            window.mostInFlight = Math.max(window.mostInFlight, ++window.inFlight);
+            try { const response = await get(url, options); await later(answerMs); return response; }
+            finally { window.inFlight -= 1; }
+        };
+    }""", [camera_ms, answer_ms])
+
+
+def live_tracks(page):
+    """How many camera streams the page got, and how many of their tracks are still live."""
+    page.evaluate("() => window.asked.then(() => new Promise((resolve) => setTimeout(resolve, 100)))")
+    return page.evaluate("""() => [window.streams.length,
+        window.streams.flatMap((s) => s.getTracks()).filter((t) => t.readyState !== 'ended').length]""")
+
+
+def test_a_double_click_on_start_opens_one_camera_and_stop_turns_it_off(page):
+    watch_camera_and_requests(page, camera_ms=300)
+    page.click("#tab-webcam")
+    page.dblclick("#webcam-start")
+    expect(page.locator("#webcam-frames")).to_have_text(re.compile(r"^[1-9]"), timeout=20000)
+    page.click("#webcam-stop")
+    assert live_tracks(page) == [1, 0]
+    assert page.problems == []
+
+
+def test_leaving_the_tab_while_the_camera_is_asked_for_leaves_it_off(page):
+    watch_camera_and_requests(page, camera_ms=500)
+    page.click("#tab-webcam")
+    page.click("#webcam-start")
+    page.click("#tab-photo")
+    assert live_tracks(page) == [1, 0]
+    page.click("#tab-webcam")
+    expect(page.locator("#webcam-view")).to_be_hidden()
+    expect(page.locator("#webcam-start")).to_be_enabled()
+    assert page.problems == []
+
+
+def test_stop_and_start_while_a_frame_is_analysed_never_sends_two_frames_at_once(page):
+    watch_camera_and_requests(page, answer_ms=400)
+    page.click("#tab-webcam")
+    page.click("#webcam-start")
+    expect(page.locator("#webcam-frames")).to_have_text(re.compile(r"^[1-9]"), timeout=20000)
+    page.evaluate("""() => new Promise((resolve) => { const restart = () => {
+        if (!window.inFlight) return setTimeout(restart, 5);
+        document.getElementById('webcam-stop').click();
+        document.getElementById('webcam-start').click();
+        resolve(); }; restart(); })""")
+    expect(page.locator("#webcam-frames")).to_have_text(re.compile(r"^([4-9]|\d{2,})$"), timeout=20000)
+    page.click("#webcam-stop")
+    assert page.evaluate("() => window.mostInFlight") == 1
+    _, body = saved(page, "#webcam-csv")
+    times = [float(row["time_s"]) for row in csv.DictReader(io.StringIO(body.decode()))]
+    assert times == sorted(times) and times[0] >= 0, times
+    # Stop keeps the run's count of frames, as the CSV keeps its rows.
+    expect(page.locator("#webcam-frames")).to_have_text(str(len(times)))
+    assert page.problems == []
+
+
 def test_denied_camera_is_explained(page):
     page.evaluate("""() => { navigator.mediaDevices.getUserMedia = () =>
         Promise.reject(new DOMException("denied", "NotAllowedError")); }""")
@@ -282,27 +321,22 @@ def test_upload_works_from_the_keyboard(page):
     assert page.evaluate("() => document.activeElement.textContent") == "Astronaut"
 
 
-def test_page_asks_for_the_api_token_once_and_sends_it(browser, astronaut_jpeg):
+def test_page_asks_for_the_api_token_once_and_sends_it(browser, astronaut_jpeg, request):
     url, server = serve({"API_TOKEN": "s3cret"})
-    context = browser.new_context(base_url=url)
-    page = context.new_page()
     try:
-        page.goto("/")
-        expect(page.locator("#token-box")).to_be_visible()
-        page.fill("#token-input", "wrong")
-        page.click("#token-form button")
-        upload(page, "astronaut.jpg", astronaut_jpeg)
-        expect(page.locator("#error")).to_contain_text("valid API token")
-        expect(page.locator("#token-box")).to_be_visible()
-        page.fill("#token-input", "s3cret")
-        page.click("#token-form button")
-        expect(page.locator(".face-card")).to_have_count(1)
-        page.reload()
-        expect(page.locator("#token-box")).to_be_hidden()
+        with opened(browser, url, request.node.name) as page:
+            expect(page.locator("#token-box")).to_be_visible()
+            page.fill("#token-input", "wrong")
+            page.click("#token-form button")
+            upload(page, "astronaut.jpg", astronaut_jpeg)
+            expect(page.locator("#error")).to_contain_text("valid API token")
+            expect(page.locator("#token-box")).to_be_visible()
+            page.fill("#token-input", "s3cret")
+            page.click("#token-form button")
+            expect(page.locator(".face-card")).to_have_count(1)
+            page.reload()
+            expect(page.locator("#token-box")).to_be_hidden()
     finally:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=SCREENSHOTS / "test_page_asks_for_the_api_token.png", full_page=True)
-        context.close()
         server.shutdown()
 
 
@@ -381,15 +415,18 @@ def test_exports_hold_the_apis_answer(browser, live_server, request):
         exported = json.loads(body)
         assert name == "party-faces.json" and exported["model"] == api["model"]
         [result] = exported["results"]
+        assert set(result) == {"image_index", "file", *api} - {"model", "time_ms"} and result["image_index"] == 1
         assert result["file"] == "party.jpg" and result["faces"] == api["faces"] and result["image"] == api["image"]
 
         name, body = saved(page, "#export-csv")
         rows = list(csv.DictReader(io.StringIO(body.decode())))
         labels = list(api["faces"][0]["emotions"])
         assert name == "party-faces.csv" and len(rows) == 7
-        assert list(rows[0]) == ["image", "face", "x", "y", "width", "height", *labels, "dominant_emotion"]
+        assert list(rows[0]) == ["image_index", "image", "status", "face", "x", "y", "width", "height", *labels,
+                                 "dominant_emotion"]
         for row, face in zip(rows, api["faces"]):
-            assert row["image"] == "party.jpg" and [int(row[k]) for k in ("x", "y", "width", "height")] == face["box"]
+            assert (row["image_index"], row["image"], row["status"]) == ("1", "party.jpg", "ok")
+            assert [int(row[k]) for k in ("x", "y", "width", "height")] == face["box"]
             assert {k: float(row[k]) for k in labels} == face["emotions"] and row["dominant_emotion"] == face["dominant_emotion"]
 
         name, body = saved(page, "#export-png")
@@ -405,23 +442,62 @@ def test_exports_hold_the_apis_answer(browser, live_server, request):
         assert page.problems == []
 
 
+def test_png_export_of_a_photo_just_chosen_in_the_gallery_draws_that_photo(page, astronaut_jpeg):
+    files = [("one.jpg", astronaut_jpeg), ("party.jpg", group_photo(7, 4))]
+    page.set_input_files("#file-input", files=[{"name": n, "mimeType": "image/jpeg", "buffer": b} for n, b in files])
+    expect(page.locator("#gallery .gallery-item .state")).to_have_text(["1 face", "7 faces"])
+    with page.expect_download() as info:  # the export asked for before the chosen photo is on show
+        page.evaluate("""() => { document.querySelectorAll('.gallery-item')[1].click();
+                                 document.getElementById('export-png').click(); }""")
+    png = Image.open(info.value.path()).convert("RGB")
+    assert info.value.suggested_filename == "party-faces.png" and png.size == (440, 220)
+    assert len(png.getcolors(440 * 220)) > 1000, "the photo is drawn, not only its boxes"
+
+
+def test_png_export_the_browser_cannot_make_says_so_and_saves_nothing(page, astronaut_jpeg):
+    upload(page, "astronaut.jpg", astronaut_jpeg)
+    expect(page.locator(".face-card")).to_have_count(1)
+    page.evaluate("() => { HTMLCanvasElement.prototype.toBlob = function (callback) { callback(null); }; }")
+    downloads = []
+    page.on("download", lambda d: downloads.append(d))
+    page.click("#export-png")
+    expect(page.locator("#export-status")).to_have_text("The browser could not make the image; try again.")
+    assert downloads == []
+
+
 def test_several_files_make_a_gallery_in_as_few_requests_as_the_limits_allow(page, live, astronaut_jpeg, no_face_jpeg):
     files = [("astronaut.jpg", astronaut_jpeg), ("coffee.jpg", no_face_jpeg), ("party.jpg", group_photo(7, 4)),
-             ("notes.jpg", b"not a photo"), ("again.jpg", astronaut_jpeg)]
+             ("=notes.jpg", b"not a photo"), ("astronaut.jpg", astronaut_jpeg)]
     live.images.clear()
     page.set_input_files("#file-input", files=[{"name": n, "mimeType": "image/jpeg", "buffer": b} for n, b in files])
     states = page.locator("#gallery .gallery-item .state")
     expect(states).to_have_text(["1 face", "0 faces", "7 faces", "not analysed", "1 face"])
-    # MAX_IMAGES (3) per request; the second request fails for notes.jpg and is sent again file by file.
+    # MAX_IMAGES (3) per request; the second request fails for =notes.jpg and is sent again file by file.
     assert live.images == [3, 2, 1, 1]
     page.locator("#gallery .gallery-item").nth(2).click()
     expect(page.locator("#photo-overlay .face-box")).to_have_count(7)
     name, body = saved(page, "#export-json")
+    results = json.loads(body)["results"]
     assert name == "photos-faces.json"
-    assert [r["file"] for r in json.loads(body)["results"]] == ["astronaut.jpg", "coffee.jpg", "party.jpg", "again.jpg"]
+    assert [(r["image_index"], r["file"]) for r in results] == [
+        (1, "astronaut.jpg"), (2, "coffee.jpg"), (3, "party.jpg"), (5, "astronaut.jpg")]
+    # Answers from a request of several (the first) and of one (the last) have the same shape: no model
+    # or request time of their own.
+    assert sorted(results[3]) == sorted(results[0]) and all({"model", "time_ms"}.isdisjoint(r) for r in results)
+    # Every photo has a row in the CSV, the refused one under a name a spreadsheet will not run.
+    _, body = saved(page, "#export-csv")
+    rows = [(r["image_index"], r["image"], r["status"], r["face"]) for r in csv.DictReader(io.StringIO(body.decode()))]
     page.locator("#gallery .gallery-item").nth(3).click()
     expect(page.locator("#error")).to_contain_text("not an image")
     expect(page.locator("#result")).to_be_hidden()
+    assert rows == [("1", "astronaut.jpg", "ok", "1"), ("2", "coffee.jpg", "no face", ""),
+                    *[("3", "party.jpg", "ok", str(i)) for i in range(1, 8)],
+                    ("4", "'=notes.jpg", page.locator("#error").inner_text(), ""), ("5", "astronaut.jpg", "ok", "1")]
+
+
+def test_csv_fields_a_spreadsheet_would_run_as_a_formula_start_with_an_apostrophe(page):
+    line = page.evaluate("""() => csvLine(['=SUM(A1)', '+1', '-2', '@x', '\\tTab', '\\rCR', 'a=b', '', -0.5, 3])""")
+    assert line == "'=SUM(A1),'+1,'-2,'@x,'\tTab,\"'\rCR\",a=b,,-0.5,3\r\n"
 
 
 def test_files_that_fill_the_upload_limit_together_go_in_separate_requests(page):

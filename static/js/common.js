@@ -6,12 +6,11 @@
 const SETTINGS = JSON.parse(document.getElementById("settings").textContent);
 const LABELS = SETTINGS.labels;
 const MB = 1024 * 1024;
-// What /predict decodes; the picker's accept list in the template names the same five.
-const IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif"];
+const IMAGE_TYPES = SETTINGS.image_types; // what /predict decodes, as MIME types
 // One colour per emotion, in LABELS order: matplotlib's tab10, as in the command's --plot PNGs.
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"];
 
-const UNSUPPORTED = "That file type is not supported. Use a JPEG, PNG, WebP, BMP or GIF image.";
+const UNSUPPORTED = `That file type is not supported. Use a ${SETTINGS.image_names} image.`;
 const MESSAGES = {
   payload_too_large: () => `That file is too large: the limit is ${SETTINGS.max_upload_mb} MB.`,
   too_many_pixels: () => `That image has too many pixels to analyse (the limit is ${SETTINGS.max_pixels / 1e6} megapixels).`,
@@ -83,10 +82,13 @@ function download(name, content, type) {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
-/* One CSV line (RFC 4180): a field with a comma, quote or line break is quoted. */
+/* One CSV line (RFC 4180): a field with a comma, quote or line break is quoted. A text that a
+   spreadsheet would run as a formula (a file named "=HYPERLINK(...).jpg") gets a leading apostrophe;
+   numbers are left as they are. */
 function csvLine(fields) {
   return fields.map((f) => {
     const text = f === null || f === undefined ? "" : String(f);
-    return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+    const safe = typeof f === "string" && /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
+    return /[",\r\n]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
   }).join(",") + "\r\n";
 }

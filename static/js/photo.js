@@ -159,19 +159,34 @@ function faceThumb(img, result, [x, y, w, h]) {
   return canvas;
 }
 
-/* Every answered photo, for the JSON export: the API's result for each, with its file name. */
+/* Every answered photo, for the JSON export: its place in the gallery (from 1), its file name and the
+   API's result for it. The model is said once at the top; a result's own model and request time are
+   left out, since only a request of one photo has them. */
 function exportJson() {
-  const results = photos.items.filter((item) => item.result).map((item) => ({file: item.file.name, ...item.result}));
+  const results = photos.items.map((item, i) => {
+    if (!item.result) return null;
+    const result = {image_index: i + 1, file: item.file.name, ...item.result};
+    delete result.model;
+    delete result.time_ms;
+    return result;
+  }).filter(Boolean);
   return JSON.stringify({model: photos.model, results}, null, 2);
 }
 
-/* One row per face of every answered photo: file, face number, box, probabilities, dominant emotion. */
+/* A photo's CSV rows: one per face, else one saying why there is none (with the face's fields empty). */
+function photoRows(item, index) {
+  const faces = item.result ? item.result.faces : [];
+  if (!faces.length) return [[index, item.file.name, item.error || (item.result ? "no face" : "waiting")]];
+  return faces.map((face, n) => [index, item.file.name, "ok", n + 1, ...face.box,
+                                 ...LABELS.map((label) => face.emotions[label]), face.dominant_emotion]);
+}
+
+/* Every photo in gallery order, numbered from 1 (two may share a file name): a row per face, or one
+   with its status ("no face", why it was not analysed, or "waiting"). */
 function exportCsv() {
-  let text = csvLine(["image", "face", "x", "y", "width", "height", ...LABELS, "dominant_emotion"]);
-  photos.items.filter((item) => item.result).forEach((item) => item.result.faces.forEach((face, i) => {
-    text += csvLine([item.file.name, i + 1, ...face.box, ...LABELS.map((label) => face.emotions[label]), face.dominant_emotion]);
-  }));
-  return text;
+  const header = ["image_index", "image", "status", "face", "x", "y", "width", "height", ...LABELS, "dominant_emotion"];
+  const rows = photos.items.flatMap((item, i) => photoRows(item, i + 1));
+  return [header, ...rows].map((row) => csvLine(header.map((name, k) => row[k]))).join("");
 }
 
 /* The name of a file to save: the photo's name (or "photos" for several) with `ending`. */
@@ -179,10 +194,15 @@ function exportName(ending, item = photos.items.length === 1 && photos.items[0])
   return `${(item && item.file.name.replace(/\.[^.]*$/, "")) || "photos"}${ending}`;
 }
 
-/* Save the photo on show with its boxes and numbers drawn in. */
+/* Save the photo on show with its boxes and numbers drawn in. The photo is decoded afresh: the one on
+   the page may still be loading when it was just chosen in the gallery. */
 async function exportPng() {
   const item = photos.items[photos.shown];
-  if (item && item.result) download(exportName("-faces.png", item), await annotatedPng($("#photo")[0], item.result));
+  if (!item || !item.result) return;
+  const img = Object.assign(new Image(), {src: item.url});
+  const png = await img.decode().then(() => annotatedPng(img, item.result), () => null);
+  if (png) download(exportName("-faces.png", item), png);
+  else $("#export-status").text("The browser could not make the image; try again.");
 }
 
 /* Put the JSON export on the clipboard, and say whether that worked. */

@@ -7,10 +7,12 @@ const FPS_WINDOW_MS = 5000; // frames per second counts the answers of the last 
 const TIMELINE_S = 60;
 const ANNOUNCE_MS = 3000; // a screen reader hears at most one change every 3 s
 
-// stream: the camera's while it runs; points: the run's timeline, [{time_s, emotions}] (null: no face);
+// stream: the camera's while it runs; run: counts Starts and Stops, so that whatever a Start or a frame
+// was waiting for is dropped once a later Stop or Start has come; answer: the last frame's answer, a
+// promise of the result or an Error; points: the run's timeline, [{time_s, emotions}] (null: no face);
 // answered: when each of the last answers came; heard: the last thing announced, and when.
-const webcam = {stream: null, timer: null, started: 0, points: [], answered: [], wanted: "", heard: {text: "", at: -Infinity},
-                announceTimer: null};
+const webcam = {stream: null, run: 0, answer: Promise.resolve(), timer: null, started: 0, points: [], answered: [],
+                wanted: "", heard: {text: "", at: -Infinity}, announceTimer: null};
 
 /* A sentence for people about why getUserMedia failed. */
 function webcamError(e) {
@@ -22,46 +24,84 @@ function webcamError(e) {
   return messages[e.name] || `The camera could not be started (${e.message || e.name}).`;
 }
 
-/* Ask for the camera, show it and start a new run of frames and timeline. */
-async function webcamStart() {
-  $("#webcam-error").addClass("d-none");
-  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    $("#webcam-error").removeClass("d-none").text("This browser cannot use a camera here (a camera needs HTTPS or localhost).");
-    return;
-  }
+/* The camera's stream for this run, or null: after saying why there is none, or when a Stop came while
+   the browser asked (the stream that arrives late is turned off again). */
+async function openCamera(run) {
+  let stream;
   try {
-    webcam.stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: false});
+    stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: false});
   } catch (e) {
-    $("#webcam-error").removeClass("d-none").text(webcamError(e));
-    return;
+    if (run === webcam.run) webcamFail(webcamError(e));
+    return null;
   }
-  const video = $("#webcam-video")[0];
-  video.srcObject = webcam.stream;
-  await video.play();
-  Object.assign(webcam, {started: performance.now(), points: [], answered: []});
-  $("#webcam-view, #webcam-timeline-box").removeClass("d-none");
-  $("#webcam-start").prop("disabled", true);
-  $("#webcam-stop").prop("disabled", false);
-  $("#webcam-csv").prop("disabled", true);
-  drawTimeline($("#webcam-timeline")[0], [], 0, TIMELINE_S);
-  webcamLoop();
+  if (run === webcam.run) return stream;
+  stopTracks(stream);
+  return null;
 }
 
-/* Stop the camera and clear what described it; the run's timeline stays, to look at or download. */
+/* Turn a stream's camera off. */
+function stopTracks(stream) {
+  stream.getTracks().forEach((track) => track.stop());
+}
+
+/* Ask for the camera, show it and start a new run of frames and timeline. Start is disabled at once,
+   so that a double click asks once; a Stop or a change of tab while it waits wins. */
+async function webcamStart() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    return webcamFail("This browser cannot use a camera here (a camera needs HTTPS or localhost).");
+  }
+  const run = ++webcam.run;
+  $("#webcam-start").prop("disabled", true);
+  $("#webcam-stop").prop("disabled", false);
+  $("#webcam-error").addClass("d-none");
+  const stream = await openCamera(run);
+  if (!stream) return;
+  webcam.stream = stream;
+  const video = $("#webcam-video")[0];
+  video.srcObject = stream;
+  try {
+    await video.play();
+  } catch (e) {
+    if (run === webcam.run) webcamFail(`The camera's picture could not be shown (${e.message}).`);
+    return;
+  }
+  if (run === webcam.run) beginRun(run);
+}
+
+/* A new run's frames, figures and timeline, and its loop of frames: once a stopped run's last frame is
+   answered, so that a quick Stop and Start never has two frames in flight. */
+async function beginRun(run) {
+  Object.assign(webcam, {started: performance.now(), points: [], answered: []});
+  $("#webcam-view, #webcam-timeline-box").removeClass("d-none");
+  $("#webcam-frames").text("0");
+  $("#webcam-csv").prop("disabled", true);
+  drawTimeline($("#webcam-timeline")[0], [], 0, TIMELINE_S);
+  await webcam.answer;
+  if (run === webcam.run) webcamLoop(run);
+}
+
+/* Stop the camera and clear what described it; the run's timeline and its count of frames stay, to
+   look at or download, until the next Start. */
 function webcamStop() {
+  webcam.run += 1;
   clearTimeout(webcam.timer);
   clearTimeout(webcam.announceTimer);
   webcam.timer = webcam.announceTimer = null;
-  if (webcam.stream) webcam.stream.getTracks().forEach((t) => t.stop());
+  if (webcam.stream) stopTracks(webcam.stream);
   webcam.stream = null;
   $("#webcam-video")[0].srcObject = null;
   $("#webcam-view, #webcam-no-face").addClass("d-none");
   $("#webcam-overlay").empty().removeData("result");
   setBars($("#webcam-bars .bar-row"), null, null);
   $("#webcam-fps, #webcam-latency").text("-");
-  $("#webcam-frames").text("0");
   $("#webcam-start").prop("disabled", false);
   $("#webcam-stop").prop("disabled", true);
+}
+
+/* Stop, and say why. */
+function webcamFail(message) {
+  webcamStop();
+  $("#webcam-error").removeClass("d-none").text(message);
 }
 
 /* The video's current frame as a JPEG blob. */
@@ -71,24 +111,26 @@ function grabFrame(video) {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.8));
 }
 
-/* One frame in flight at a time: the next frame is grabbed only after the answer arrives. */
-async function webcamLoop() {
-  if (!webcam.stream) return;
+/* One frame in flight at a time: the next frame is grabbed only after the answer arrives. A loop ends
+   at its first step after a Stop, and its answer is dropped. */
+async function webcamLoop(run) {
   const video = $("#webcam-video")[0];
   const t0 = performance.now();
   if (video.videoWidth > 0) {
-    try {
-      const {results: [result]} = await predictImages([await grabFrame(video)]);
-      if (!webcam.stream) return;
-      showFrame(result, t0);
-      $("#webcam-error").addClass("d-none");
-    } catch (e) {
-      if (!webcam.stream) return;
+    const frame = await grabFrame(video);
+    if (run !== webcam.run) return;
+    webcam.answer = predictImages([frame]).then(({results: [result]}) => result, (e) => e);
+    const answer = await webcam.answer;
+    if (run !== webcam.run) return;
+    if (answer instanceof Error) {
       $("#webcam-overlay").empty().removeData("result");
-      $("#webcam-error").removeClass("d-none").text(e.message);
+      $("#webcam-error").removeClass("d-none").text(answer.message);
+    } else {
+      showFrame(answer, t0);
+      $("#webcam-error").addClass("d-none");
     }
   }
-  webcam.timer = setTimeout(webcamLoop, Math.max(0, WEBCAM_INTERVAL_MS - (performance.now() - t0)));
+  webcam.timer = setTimeout(() => webcamLoop(run), Math.max(0, WEBCAM_INTERVAL_MS - (performance.now() - t0)));
 }
 
 /* An answer for the frame grabbed at t0: boxes, bars, notice, figures and timeline. A frame with no
