@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
+from scripts.analysis_media import write_video
 from tests.support import ROOT
 from tests.support.browser import DESKTOP, PHONE, launch, serve
 from tests.support.images import encode
@@ -580,3 +581,30 @@ def test_axe_finds_no_violation(browser, live_server, state, scheme, request):
         state(page)
         assert axe_violations(page) == []
         assert page.problems == []
+
+
+def test_video_tab_draws_each_faces_timeline_as_the_api_answers(page, live_server, tmp_path):
+    clip = write_video(tmp_path / "two-faces.mp4", seconds=2.0, fps=10, faces=2).read_bytes()
+    status, body = post_image(live_server + "/predict/video", clip, "video/mp4", timeout=60)
+    expected = json.loads(body)
+    assert status == 200 and len(expected["tracks"]) >= 1  # the clip's faces are found, so the page has work
+    page.click("#tab-video")
+    page.set_input_files("#video-input", files=[{"name": "two-faces.mp4", "mimeType": "video/mp4", "buffer": clip}])
+    expect(page.locator("#video-result")).to_be_visible(timeout=60_000)
+    cards = page.locator("#video-tracks .track-card")
+    expect(cards).to_have_count(len(expected["tracks"]))
+    for card, track in zip(cards.all(), expected["tracks"]):
+        assert f"mostly {track['dominant_emotion']}" in card.inner_text()
+        drawn = card.locator("canvas").evaluate(
+            "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 === 3 && v > 0)")
+        assert drawn, "the timeline canvas is empty"
+    count = len(expected["tracks"])
+    assert f"{count} face{'s' if count > 1 else ''} followed" in page.inner_text("#video-summary")
+    assert not page.problems
+
+
+def test_video_tab_explains_a_file_that_is_not_a_video(page):
+    page.click("#tab-video")
+    page.set_input_files("#video-input", files=[{"name": "notes.mp4", "mimeType": "video/mp4", "buffer": b"not a video"}])
+    expect(page.locator("#video-error")).to_be_visible(timeout=30_000)
+    assert "FFmpeg" in page.inner_text("#video-error") and page.locator("#video-result").is_hidden()
