@@ -1,4 +1,6 @@
 """Limits that hold across a server's worker processes."""
+import ctypes
+import ctypes.util
 import multiprocessing
 from contextlib import contextmanager
 
@@ -24,4 +26,18 @@ class LargeDecodes:
         try:
             yield
         finally:
+            give_back_memory()
             self._slots.release()
+
+
+# glibc keeps memory freed by a large decode (Pillow allocates images in 16 MB blocks, below its
+# mmap threshold) for the process's next allocations; two workers that decoded in turn then hold
+# both peaks at once. malloc_trim returns it to the system; other C libraries have no such call.
+LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None)
+
+
+def give_back_memory():
+    """Return the memory the process has freed to the operating system, where the C library can."""
+    trim = getattr(LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
