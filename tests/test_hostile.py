@@ -180,22 +180,30 @@ def transparent_palette(width, height):
     return encode(image, "PNG", compress_level=1, transparency=0)
 
 
+REDUCED_PEAK_PER_PIXEL = PEAK_PER_PIXEL.replace("decode_image", "decode_reduced").replace(
+    "rgb = decode_reduced(data)\nprint((peak_kb() - before) * 1024 / (rgb.shape[0] * rgb.shape[1]))",
+    "rgb, (width, height) = decode_reduced(data)\nprint((peak_kb() - before) * 1024 / (width * height))")
+
+
 @pytest.mark.parametrize("make", [
     lambda w, h: encode(Image.fromarray((np.arange(w, dtype=np.uint16) * 9)[None, :].repeat(h, axis=0)), "PNG",
                         compress_level=1),
     transparent_palette,
     lambda w, h: oriented(np.full((h, w, 3), 120, np.uint8), 6, "JPEG"),
 ], ids=["16-bit", "palette-with-transparency", "exif-rotated-jpeg"])
-def test_wide_and_palette_images_decode_in_a_few_bytes_per_pixel(tmp_path, make):
-    # Once 28 (16-bit, through float64), 24 (palette, through RGBA) and 17 (EXIF-rotated JPEG: turned and
-    # converted copies) bytes per pixel: up to 1 GB at 40 megapixels. Now about 9, 6 and 10: the RGB result (3),
-    # Pillow's stored pixels (1-4) and one copy of them on the way to numpy.
-    path = tmp_path / "image.png"
+@pytest.mark.parametrize("script, limit", [(PEAK_PER_PIXEL, 12), (REDUCED_PEAK_PER_PIXEL, 4.5)],
+                         ids=["full-size", "reduced-for-detection"])
+def test_wide_palette_and_turned_images_decode_in_a_few_bytes_per_pixel(tmp_path, make, script, limit):
+    # Full size: once 28 (16-bit, through float64), 24 (palette, through RGBA) and 17 (EXIF-turned JPEG:
+    # turned and converted copies) bytes per pixel, up to 1 GB at 40 megapixels; now about 6, 5 and 10.
+    # Reduced by 2 on each side for the detector, as the app decodes images over 10 megapixels: measured
+    # 3.3, 3.1 and 2.6 bytes per full-size pixel at 40 megapixels (the JPEG never exists at full size).
+    path = tmp_path / "image"
     path.write_bytes(make(4000, 4000))
-    result = subprocess.run([sys.executable, "-c", PEAK_PER_PIXEL, str(path)], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT, capture_output=True,
                             text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": ""})
     assert result.returncode == 0, result.stderr
-    assert float(result.stdout) < 12
+    assert float(result.stdout) < limit
 
 
 def rle8_bmp(width, height, rows):
@@ -253,27 +261,6 @@ def test_a_bad_cors_origin_stops_start_up(value, monkeypatch):
     with pytest.raises(SystemExit, match="FER_CORS_ORIGINS"):
         create_app()
 
-
-REDUCED_PEAK_PER_PIXEL = PEAK_PER_PIXEL.replace("decode_image", "decode_reduced").replace(
-    "rgb = decode_reduced(data)\nprint((peak_kb() - before) * 1024 / (rgb.shape[0] * rgb.shape[1]))",
-    "rgb, (width, height) = decode_reduced(data)\nprint((peak_kb() - before) * 1024 / (width * height))")
-
-
-@pytest.mark.parametrize("make", [
-    lambda w, h: encode(Image.fromarray((np.arange(w, dtype=np.uint16) * 9)[None, :].repeat(h, axis=0)), "PNG",
-                        compress_level=1),
-    transparent_palette,
-    lambda w, h: oriented(np.full((h, w, 3), 120, np.uint8), 6, "JPEG"),
-], ids=["16-bit", "palette-with-transparency", "exif-rotated-jpeg"])
-def test_large_images_are_decoded_reduced_in_fewer_bytes_per_pixel(tmp_path, make):
-    # 16 megapixels, reduced to 4 for the detector: measured 3.3, 3.1 and 2.6 bytes per full-size pixel
-    # at 40 megapixels, against 6.1, 5.1 and 10.1 for the full-size decode (JPEGs never exist at full size).
-    path = tmp_path / "image"
-    path.write_bytes(make(4000, 4000))
-    result = subprocess.run([sys.executable, "-c", REDUCED_PEAK_PER_PIXEL, str(path)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": ""})
-    assert result.returncode == 0, result.stderr
-    assert float(result.stdout) < 4.5
 
 
 def test_faces_of_a_large_photo_are_found_reduced_and_boxed_in_full_size_pixels(client, astronaut):
