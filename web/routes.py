@@ -38,8 +38,9 @@ def check_token(config):
 
 def recognize_all(images, classifier, detector, mode, max_pixels, large):
     """The result of each image, in order; the request error names the image that was refused."""
-    total = sum(image_pixels(data) for data in images)
-    if len(images) > 1 and total > max_pixels:  # one image over the limit is refused as it is opened
+    # One image over the limit is refused as it is opened; only several need their headers read first.
+    total = sum(image_pixels(data) for data in images) if len(images) > 1 else 0
+    if total > max_pixels:
         raise RequestError(413, "too_many_pixels", f"the {len(images)} images hold {total:,} pixels together; "
                            f"the limit per request is {max_pixels:,}")
     results = []
