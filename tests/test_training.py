@@ -265,12 +265,24 @@ def test_teacher_targets_average_the_image_and_its_mirror():
     torch.manual_seed(0)
     teacher = models.build_model("fernet").eval()
     x = torch.rand(4, 1, 48, 48)
-    p = teacher_probs(teacher, x, 1.0, "fp32")
+    p = teacher_probs([teacher], x, 1.0, "fp32")
     assert torch.allclose(p.sum(1), torch.ones(4), atol=1e-5)
-    assert torch.allclose(p, teacher_probs(teacher, x.flip(3), 1.0, "fp32"), atol=1e-5)
+    assert torch.allclose(p, teacher_probs([teacher], x.flip(3), 1.0, "fp32"), atol=1e-5)
     with torch.no_grad():
         expected = (teacher(x).softmax(1) + teacher(x.flip(3)).softmax(1)) / 2
     assert torch.allclose(p, expected, atol=1e-5)
+
+
+def test_several_teachers_give_the_mean_of_their_targets():
+    from training.engine import teacher_probs
+    torch.manual_seed(0)
+    first, second = models.build_model("fernet").eval(), models.build_model("fernet-022").eval()
+    x = torch.rand(4, 1, 48, 48)
+    for temperature in (1.0, 3.0):
+        both = teacher_probs([first, second], x, temperature, "fp32")
+        alone = [teacher_probs([t], x, temperature, "fp32") for t in (first, second)]
+        assert torch.allclose(both, (alone[0] + alone[1]) / 2, atol=1e-6)
+        assert not torch.allclose(alone[0], alone[1], atol=1e-3)
 
 
 def test_second_stage_starts_from_the_checkpoint_and_distils_from_a_frozen_teacher(trained_run, csv_path, tmp_path, monkeypatch):
@@ -278,11 +290,11 @@ def test_second_stage_starts_from_the_checkpoint_and_distils_from_a_frozen_teach
     seen = {}
     real = train.train_one_epoch
 
-    def spy(model, *args, teacher=None, ema=None):
+    def spy(model, *args, teachers=(), ema=None):
         if not seen:
             seen["weights"] = {k: v.clone() for k, v in model.state_dict().items()}
-            seen["teacher"] = teacher
-        return real(model, *args, teacher=teacher, ema=ema)
+            seen["teachers"] = teachers
+        return real(model, *args, teachers=teachers, ema=ema)
 
     monkeypatch.setattr(train, "train_one_epoch", spy)
     stage2 = run_args(csv_path, tmp_path, epochs=1) + ["--init", str(trained_run / "best.pt"),
@@ -290,10 +302,10 @@ def test_second_stage_starts_from_the_checkpoint_and_distils_from_a_frozen_teach
     train.main(stage2)
     for key, value in best["model"].items():
         assert torch.equal(seen["weights"][key], value), key
-    teacher = seen["teacher"]
-    assert teacher is not None and not teacher.training
+    [teacher] = seen["teachers"]
+    assert not teacher.training
     assert not any(p.requires_grad for p in teacher.parameters())
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["config"]["teacher"] == str(trained_run / "best.pt")
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["config"]["teacher"] == [str(trained_run / "best.pt")]
 
 
 @pytest.mark.parametrize("flip", [False, True], ids=["plain", "flip-tta"])

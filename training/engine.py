@@ -80,10 +80,10 @@ def mixup(x, y, alpha, num_classes):
 
 
 @torch.no_grad()
-def teacher_probs(teacher, x, temperature, precision):
-    """The frozen teacher's softened probabilities, averaged over the batch and its mirror image."""
+def teacher_probs(teachers, x, temperature, precision):
+    """The frozen teachers' softened probabilities, averaged over the teachers and over each image and its mirror."""
     with autocast(precision):
-        logits = [teacher(v).float() for v in (x, x.flip(3))]
+        logits = [teacher(v).float() for teacher in teachers for v in (x, x.flip(3))]
     return torch.stack([F.softmax(z / temperature, 1) for z in logits]).mean(0)
 
 
@@ -99,11 +99,12 @@ def mirror_pair_logits(model, x):
     return (z[:len(x)] + z[len(x):]) / 2
 
 
-def train_one_epoch(model, images, labels, augment, optimizer, scheduler, unit, cfg, epoch, teacher=None, ema=None):
+def train_one_epoch(model, images, labels, augment, optimizer, scheduler, unit, cfg, epoch, teachers=(), ema=None):
     """One pass over the shuffled training set; returns (mean loss, accuracy).
 
-    With a teacher, the loss mixes the label loss and the distillation loss with weight
-    cfg.distill_alpha on the latter. With ema (a torch.optim.swa_utils.AveragedModel), the
+    With teachers, the loss mixes the label loss and the distillation loss (towards the
+    teachers' mean probabilities) with weight cfg.distill_alpha on the latter. With ema (a
+    torch.optim.swa_utils.AveragedModel), the
     average is updated after every optimiser step. With cfg.mirror_pair, both losses see the
     student's logits averaged over each image and its mirror, the function a --flip-tta export serves.
     """
@@ -124,8 +125,8 @@ def train_one_epoch(model, images, labels, augment, optimizer, scheduler, unit, 
         with autocast(cfg.precision):
             logits = mirror_pair_logits(model, x) if cfg.mirror_pair else model(x)
         loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
-        if teacher is not None:
-            soft = teacher_probs(teacher, x, cfg.distill_temperature, cfg.precision)
+        if teachers:
+            soft = teacher_probs(teachers, x, cfg.distill_temperature, cfg.precision)
             kd = distillation_loss(logits.float(), soft, cfg.distill_temperature)
             loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
         optimizer.zero_grad(set_to_none=True)

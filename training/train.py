@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -49,7 +49,7 @@ class Config:
     label_smoothing: float = 0.1
     mixup: float = 0.0
     init: str = ""
-    teacher: str = ""
+    teacher: list = field(default_factory=list)
     distill_alpha: float = 0.5
     distill_temperature: float = 1.0
     ema: float = 0.0
@@ -88,7 +88,7 @@ def parse_args(argv=None):
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help=f"cross-entropy label smoothing (default: {d.label_smoothing})")
     p.add_argument("--mixup", type=float, default=d.mixup, help=f"mixup Beta(alpha, alpha); 0 turns it off (default: {d.mixup})")
     p.add_argument("--init", default=d.init, help="start from this training checkpoint's weights (same --model) instead of random ones (default: random)")
-    p.add_argument("--teacher", default=d.teacher, help="distil from this training checkpoint, frozen, its probabilities averaged over each image and its mirror (default: no teacher)")
+    p.add_argument("--teacher", nargs="+", default=d.teacher, metavar="CHECKPOINT", help="distil from these training checkpoints, frozen, their probabilities averaged over the teachers and over each image and its mirror (default: no teacher)")
     p.add_argument("--distill-alpha", type=float, default=d.distill_alpha, help=f"weight of the distillation loss against the label loss (default: {d.distill_alpha})")
     p.add_argument("--distill-temperature", type=float, default=d.distill_temperature, help=f"softmax temperature of the distillation loss (default: {d.distill_temperature})")
     p.add_argument("--ema", type=float, default=d.ema, help=f"keep an exponential moving average of the weights and BatchNorm statistics with this decay per step, and validate and save it; 0 turns it off (default: {d.ema})")
@@ -178,15 +178,14 @@ def starting_config(cfg, resume, argv):
     return saved, checkpoint["command"], checkpoint
 
 
-def load_teacher(cfg):
-    """The frozen teacher to distil from, or None."""
-    if not cfg.teacher:
-        return None
-    teacher = load_checkpoint_model(cfg.teacher)[0].requires_grad_(False)
+def load_teachers(cfg):
+    """The frozen teachers to distil from (none without --teacher)."""
+    teachers = [load_checkpoint_model(path)[0].requires_grad_(False) for path in cfg.teacher]
     if cfg.channels_last:
-        teacher = teacher.to(memory_format=torch.channels_last)
-    print(f"distilling from {cfg.teacher} (alpha {cfg.distill_alpha}, temperature {cfg.distill_temperature})")
-    return teacher
+        teachers = [teacher.to(memory_format=torch.channels_last) for teacher in teachers]
+    if teachers:
+        print(f"distilling from {', '.join(cfg.teacher)} (alpha {cfg.distill_alpha}, temperature {cfg.distill_temperature})")
+    return teachers
 
 
 def restore(checkpoint, model, ema, optimizer, scheduler):
@@ -235,7 +234,7 @@ def main(argv=None):
     if cfg.init and not resume:
         model.load_state_dict(load_checkpoint(cfg.init)["model"])
         print(f"initial weights from {cfg.init}")
-    teacher = load_teacher(cfg)
+    teachers = load_teachers(cfg)
     cost = model_cost(build_model(cfg.model))
     print(f"model {cfg.model}: {cost.params:,} parameters, {cost.macs / 1e6:.1f} M multiply-accumulates per image")
     augment = build_augment(cfg.augment)
@@ -256,7 +255,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_one_epoch(model, train_x, train_y, augment, optimizer, scheduler, unit, cfg, epoch,
-                                                teacher=teacher, ema=ema)
+                                                teachers=teachers, ema=ema)
         logits = predict_logits(evaluated, val.images, precision=cfg.precision, desc="val",
                                 tta="flip" if cfg.mirror_pair else "none")
         val_loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(val.labels)).item()
