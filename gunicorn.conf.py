@@ -1,12 +1,15 @@
 """gunicorn settings, read by the Procfile's command. Sized for a 512 MB Heroku dyno.
 
 Two worker processes share the model pages loaded once in the master (preload_app), and each
-runs a few threads so that a slow upload does not hold a core. Memory measured by
-scripts/benchmark_app.py; see docs/serving.md "Performance".
+runs a few threads so that one request's wait (a large decode's turn, I/O) does not hold a core.
+In the Procfile, nginx reads each request whole before gunicorn sees it (config/nginx.conf.erb),
+so slow clients never hold a thread. Memory measured by scripts/benchmark_app.py; see
+docs/serving.md "Performance".
 """
 import json
 import os
 import sys
+from pathlib import Path
 
 import gunicorn.util
 
@@ -59,3 +62,10 @@ graceful_timeout = 10
 max_requests = 2000          # recycle workers now and then, so slow leaks can never build up
 max_requests_jitter = 200
 accesslog = "-"
+
+
+def when_ready(server):
+    """Behind nginx, tell its launcher that the app takes traffic: Heroku's buildpack (bin/start-nginx)
+    starts nginx on $PORT once /tmp/app-initialized exists; scripts/serve.py passes its own path."""
+    if any(address.startswith("unix:") for address in server.cfg.bind):
+        Path(os.environ.get("FER_READY_FILE", "/tmp/app-initialized")).touch()

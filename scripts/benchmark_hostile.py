@@ -10,8 +10,11 @@ busy machine slows them alike.
    16-bit PNG and a palette PNG with transparency) and two 40-megapixel RGB PNGs (Pillow holds RGB
    at 4 bytes a pixel, which makes them the costliest legal PNG now).
 2. CPU: each hostile upload alone: wall time and the CPU seconds the server's processes spent on it.
-3. Throughput: `--clients` clients post the one-face photo for `--seconds`: requests/s, p50, p99,
+3. Slow clients: p50 of one client posting the one-face photo, alone and with 12 clients connected
+   that send a byte every quarter second, and the errors with them.
+4. Throughput: `--clients` clients post the one-face photo for `--seconds`: requests/s, p50, p99,
    errors, and the ratio to the ceiling (the cores divided by the CPU seconds of one request).
+`--gunicorn-alone` adds this checkout's gunicorn without nginx in front, as the Procfile ran it before.
 """
 import argparse
 import os
@@ -21,13 +24,15 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image
 
 from tests.support import ROOT
 from tests.support.images import encode, oriented
-from tests.support.server import concurrent, one_face_photo, percentile, post_image, procfile_server, sample_memory
+from tests.support.server import (concurrent, one_face_photo, percentile, post_image, procfile_server, sample_memory,
+                                  service_pids, slow_clients)
 
 SIDE = (6000, 6600)  # 39.6 megapixels, under the 40-megapixel limit
 
@@ -66,11 +71,13 @@ def multipart(files):
 
 
 def cpu_seconds(pid):
-    """User + system CPU seconds of a process and its children so far."""
-    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    """User + system CPU seconds of the server's processes (nginx's too) so far."""
     ticks = 0
-    for p in pids:
-        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+    for p in service_pids(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 
@@ -122,9 +129,40 @@ def throughput(url, pid, photo, clients, seconds):
     return rate, percentile(latencies, 50), percentile(latencies, 99), errors, rate / ceiling, ceiling
 
 
+def slow_client_cost(url, photo, requests=30, count=12):
+    """(p50 ms alone, p50 ms with `count` slow clients connected, errors with them)."""
+    def p50_and_errors():
+        latencies, errors = [], 0
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            try:
+                status, _ = post_image(url, photo, timeout=5)
+            except OSError:
+                status = 0
+            latencies.append((time.perf_counter() - t0) * 1e3)
+            errors += status != 200
+        return percentile(latencies, 50), errors
+    alone, _ = p50_and_errors()
+    stop = threading.Event()
+    address = urlsplit(url)
+    sockets, thread = slow_clients((address.hostname, address.port), count, stop)
+    try:
+        time.sleep(1)
+        with_slow, errors = p50_and_errors()
+    finally:
+        stop.set()
+        thread.join()
+        for sock in sockets:
+            sock.close()
+    return alone, with_slow, errors
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", help="also serve this earlier commit, from a temporary git worktree")
+    parser.add_argument("--gunicorn-alone", action="store_true", help="also serve this checkout with gunicorn alone, no nginx in front")
+    parser.add_argument("--sections", default="memory,cpu,slow,throughput",
+                        help="comma-separated sections to run (default: memory,cpu,slow,throughput)")
     parser.add_argument("--clients", type=int, default=32, help="clients of the throughput run (default: 32)")
     parser.add_argument("--seconds", type=float, default=30, help="length of the throughput run (default: 30)")
     args = parser.parse_args()
@@ -138,18 +176,26 @@ def main():
             stack.callback(subprocess.run, ["git", "worktree", "remove", "--force", folder], cwd=ROOT)
             roots = {f"before ({args.before})": Path(folder), **roots}
         servers = {name: stack.enter_context(procfile_server(root=root)) for name, root in roots.items()}
+        if args.gunicorn_alone:
+            servers["now, gunicorn alone"] = stack.enter_context(procfile_server(front=False))
+        sections = args.sections.split(",")
         print("1. Two 40-megapixel images at once beside 4 clients: peak PSS of all processes, statuses, errors")
-        for label, names in PAIRS.items():
+        for label, names in PAIRS.items() if "memory" in sections else ():
             for name, (base, process, _) in servers.items():
                 pss, statuses, errors = worst_pair(base + "/predict", process.pid, [images[n] for n in names], photo)
                 print(f"  {label:22s} {name:24s} {pss:6.0f} MB   {statuses}   {errors} errors in the normal traffic")
         print("2. Each hostile upload alone: status, wall seconds, server CPU seconds")
-        for label, (data, content_type) in images.items():
+        for label, (data, content_type) in images.items() if "cpu" in sections else ():
             for name, (base, process, _) in servers.items():
                 status, wall, cpu = one_cost(base + "/predict", process.pid, data, content_type)
                 print(f"  {label:36s} {name:24s} {status}  {wall:5.2f} s  CPU {cpu:5.2f} s")
-        print(f"3. {args.clients} clients for {args.seconds:g} s, the one-face photo")
-        for name, (base, process, _) in servers.items():
+        print("3. One client, alone and beside 12 slow clients: p50, ratio, errors beside them (timeout 5 s)")
+        for name, (base, process, _) in servers.items() if "slow" in sections else ():
+            alone, with_slow, errors = slow_client_cost(base + "/predict", photo)
+            print(f"  {name:24s} p50 {alone:5.1f} ms alone, {with_slow:7.1f} ms beside them "
+                  f"({with_slow / alone:.2f}x), {errors} errors of 30")
+        print(f"4. {args.clients} clients for {args.seconds:g} s, the one-face photo")
+        for name, (base, process, _) in servers.items() if "throughput" in sections else ():
             rate, p50, p99, errors, ratio, ceiling = throughput(base + "/predict", process.pid, photo,
                                                                args.clients, args.seconds)
             print(f"  {name:24s} {rate:6.1f} requests/s  p50 {p50:5.0f} ms  p99 {p99:5.0f} ms  {errors} errors  "

@@ -14,12 +14,13 @@ import sys
 import threading
 from pathlib import Path
 
-from tests.support.server import concurrent, one_face_photo, percentile, procfile_server
+from tests.support.server import concurrent, gunicorn_master, one_face_photo, percentile, procfile_server
 
 
-def workers(master_pid):
-    """PIDs of the gunicorn master's worker processes."""
-    return [int(p) for p in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()]
+def workers(server_pid):
+    """PIDs of the worker processes of the gunicorn master in a started server's process tree."""
+    master = gunicorn_master(server_pid)
+    return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
 
 
 def rss_mb(pid):

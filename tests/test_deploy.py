@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tests.support import ROOT
-from tests.support.server import post_image, procfile_server
+from tests.support.server import post_image, procfile_command, procfile_server, procfile_words
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,7 @@ def test_procfile_starts_in_a_fresh_virtualenv_and_answers(fresh_venv, astronaut
 def test_missing_model_refuses_to_start_with_one_line(fresh_venv, tmp_path):
     missing = tmp_path / "missing.pt"
     env = {**os.environ, "PORT": "0", "FER_MODEL_PATH": str(missing), "PATH": f"{fresh_venv}:{os.environ['PATH']}"}
-    result = subprocess.run(["bash", "-c", (ROOT / "Procfile").read_text().split("web:", 1)[1]],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(procfile_command(0, front=False), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     lines = [l for l in result.stderr.splitlines() if str(missing) in l]
     assert lines and "model file not found" in lines[0]
@@ -58,14 +57,47 @@ def test_python_version_file_names_only_a_major_version_and_nothing_overrides_it
     assert not (ROOT / "runtime.txt").exists(), "runtime.txt is deprecated and would win over .python-version"
 
 
-def test_procfile_web_command_is_gunicorn_with_its_config_bound_to_port():
-    web = [l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:")]
-    assert len(web) == 1
-    words = web[0].removeprefix("web:").split()
-    assert words[0] == "gunicorn"
-    assert words[words.index("--bind") + 1] == "0.0.0.0:$PORT", "Heroku routes requests to $PORT only"
+def test_procfile_web_command_is_nginx_in_front_of_gunicorn_with_its_config():
+    words = procfile_words()
+    assert len([l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:")]) == 1
+    # Heroku's nginx buildpack: its launcher, then the app server on the socket its nginx.conf proxies to.
+    assert words[:2] == ["bin/start-nginx", "gunicorn"]
+    assert words[words.index("--bind") + 1] == "unix:/tmp/nginx.socket"
     config = words[words.index("--config") + 1]
     assert config == "gunicorn.conf.py" and (ROOT / config).is_file()
+    template = (ROOT / "config" / "nginx.conf.erb").read_text()
+    assert '<%= ENV["PORT"] %>' in template and "/tmp/nginx.socket" in template
+    buildpacks = [b["url"] for b in json.loads((ROOT / "app.json").read_text())["buildpacks"]]
+    assert buildpacks == ["heroku/python", "heroku-community/nginx"], "nginx's buildpack comes last"
+
+
+def test_gunicorn_tells_the_nginx_launcher_when_it_is_ready_and_only_behind_it(tmp_path, monkeypatch):
+    import runpy
+    when_ready = runpy.run_path(str(ROOT / "gunicorn.conf.py"))["when_ready"]
+    ready = tmp_path / "app-initialized"
+    monkeypatch.setenv("FER_READY_FILE", str(ready))
+
+    class Server:
+        class cfg:
+            bind = ["127.0.0.1:8000"]
+    when_ready(Server)
+    assert not ready.exists()
+    Server.cfg.bind = ["unix:/tmp/nginx.socket"]
+    when_ready(Server)
+    assert ready.exists()
+
+
+def test_nginx_body_limits_sit_just_above_the_apps_own():
+    from web.settings import DEFAULTS
+    template = (ROOT / "config" / "nginx.conf.erb").read_text()
+    server, video = template.split("location = /predict/video", 1)
+    image_cap = float(server.split("client_max_body_size ")[1].split("m;")[0])
+    video_cap = float(video.split("client_max_body_size ")[1].split("m;")[0])
+    buffer = float(template.split("client_body_buffer_size ")[1].split("m;")[0])
+    # the app answers its own limits with the exact message; nginx's caps only bound its memory
+    assert DEFAULTS["MAX_UPLOAD_MB"] < image_cap <= DEFAULTS["MAX_UPLOAD_MB"] + 2
+    assert DEFAULTS["MAX_VIDEO_MB"] < video_cap <= DEFAULTS["MAX_VIDEO_MB"] + 2
+    assert buffer >= max(image_cap, video_cap), "a body larger than the buffer would be written to disk"
 
 
 def test_requirements_take_torch_from_the_cpu_wheel_index():
@@ -91,7 +123,6 @@ def app_sources():
 
 def test_app_json_names_only_settings_the_app_reads():
     manifest = json.loads((ROOT / "app.json").read_text())
-    assert manifest["buildpacks"] == [{"url": "heroku/python"}]
     assert manifest["formation"]["web"]["quantity"] >= 1
     source = app_sources()
     for name, spec in manifest["env"].items():

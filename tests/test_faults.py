@@ -13,9 +13,9 @@ VENV_BIN = str(Path(sys.executable).parent)
 
 
 def start_procfile(**settings):
-    """Run the Procfile's command with only these environment variables set; it is expected to stop."""
+    """Run the Procfile's gunicorn with only these environment variables set; it is expected to stop."""
     env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", **settings}
-    return subprocess.run(procfile_command(0), shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(procfile_command(0, front=False), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize("content,problem", [(None, "model file not found"),

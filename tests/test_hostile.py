@@ -1,10 +1,12 @@
 """Issue 17's findings, one regression test each: uploads sent as an attacker would, answered with the documented JSON."""
 import io
 import json
+import re
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -15,7 +17,7 @@ from PIL import Image
 from app import create_app
 from tests.support import ROOT
 from tests.support.images import encode, oriented
-from tests.support.server import procfile_server
+from tests.support.server import post_image, procfile_server, slow_clients
 
 PNG = encode(Image.new("L", (8, 8)), "PNG")
 
@@ -108,35 +110,81 @@ def test_405_names_the_allowed_methods(client, method, path, allowed):
 
 @pytest.fixture(scope="module")
 def server_address():
-    """The Procfile's server on loopback, one worker: gunicorn's own errors happen before the app is called."""
-    with procfile_server(env={"WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2"}) as (base, _, _):
+    """The Procfile's server (nginx in front of gunicorn) on loopback, one worker of two threads, and
+    nginx's client timeouts cut to 2 s: server-level errors happen before the app is called."""
+    env = {"WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2", "NGINX_CLIENT_TIMEOUT": "2"}
+    with procfile_server(env=env) as (base, _, _):
         url = urlsplit(base)
         yield url.hostname, url.port
 
 
 def raw_exchange(address, request):
-    """Send request bytes as they are; (status, headers text, body bytes) of the answer."""
+    """Send request bytes as they are; (status, headers text, body bytes) of the answer, read up to
+    its Content-Length (nginx keeps the connection open after an answer it passes on)."""
     with socket.create_connection(address, timeout=10) as sock:
         sock.sendall(request)
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if _ and length and len(body) >= int(length[1]):
+                break
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split()[1]), head.decode("latin-1"), body
 
 
 @pytest.mark.parametrize("request_bytes,status", [
     (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 30000000\r\n\r\n", 413),
     (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
     (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431),
     (b"<script>alert(1)</script>\r\n\r\n", 400),
     (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
-], ids=["url-too-long", "header-too-large", "too-many-headers", "malformed-request-line", "bad-chunk-size"])
-def test_errors_raised_by_gunicorn_itself_are_json(server_address, request_bytes, status):
+], ids=["url-too-long", "url-too-long-for-nginx", "body-over-nginx-cap", "header-too-large", "too-many-headers",
+        "malformed-request-line", "bad-chunk-size"])
+def test_errors_raised_by_the_servers_themselves_are_json(server_address, request_bytes, status):
     got, head, body = raw_exchange(server_address, request_bytes)
     assert got == status and "Content-Type: application/json" in head
     error = json.loads(body)["error"]
     assert error["code"] and error["message"] and b"<" not in body
+
+
+def test_slow_clients_do_not_hold_the_apps_threads(server_address, astronaut_jpeg):
+    """Twelve clients sending a byte every quarter second, against one worker of two threads: with
+    gunicorn alone they held both threads and every other request timed out."""
+    stop = threading.Event()
+    sockets, thread = slow_clients(server_address, 12, stop)
+    try:
+        time.sleep(1)  # every slow client has sent part of its headers
+        base = f"http://{server_address[0]}:{server_address[1]}"
+        for _ in range(5):
+            status, body = post_image(base + "/predict", astronaut_jpeg, timeout=5)
+            assert status == 200 and len(json.loads(body)["faces"]) == 1
+    finally:
+        stop.set()
+        thread.join()
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.mark.parametrize("request_bytes", [b"POST /predict HTTP/1.1\r\nHost: x\r\n",
+                                           b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab"],
+                         ids=["headers-stall", "body-stalls"])
+def test_a_client_that_stalls_is_dropped_after_the_timeout(server_address, request_bytes):
+    with socket.create_connection(server_address, timeout=10) as sock:
+        sock.sendall(request_bytes)
+        t0 = time.perf_counter()
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+        waited = time.perf_counter() - t0
+    assert 1.5 < waited < 6, "the fixture's nginx drops a client that sends nothing for 2 s"
+    assert answer == b"" or b"application/json" in answer
 
 
 def scan_bomb(image, repeats):

@@ -23,10 +23,25 @@ def free_port():
         return s.getsockname()[1]
 
 
-def procfile_command(port):
-    """The Procfile's web: command with $PORT filled in and the bind narrowed to loopback."""
-    line = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
-    return line.removeprefix("web:").strip().replace("0.0.0.0:$PORT", f"127.0.0.1:{port}")
+def procfile_words(root=ROOT):
+    """The words of the Procfile's web command."""
+    line = next(l for l in (root / "Procfile").read_text().splitlines() if l.startswith("web:"))
+    return shlex.split(line.removeprefix("web:"))
+
+
+def procfile_command(port, root=ROOT, front=True):
+    """The command that serves the Procfile's web process on 127.0.0.1:port, as a list of words.
+
+    With Heroku's nginx launcher in the Procfile, scripts/serve.py plays its part (nginx on the
+    port in front of gunicorn); front=False runs gunicorn alone on the port instead, as the
+    Procfile did before nginx. An older Procfile's gunicorn is bound to the port."""
+    words = procfile_words(root)
+    if words[0] == "bin/start-nginx":
+        if front:
+            return [sys.executable, "-m", "scripts.serve", "--host", "127.0.0.1"]
+        words = words[1:]
+    return [w.replace("unix:/tmp/nginx.socket", f"127.0.0.1:{port}").replace("0.0.0.0:$PORT", f"127.0.0.1:{port}")
+            for w in words]
 
 
 def wait_until_up(url, timeout):
@@ -43,13 +58,18 @@ def wait_until_up(url, timeout):
 
 
 @contextmanager
-def procfile_server(bin_dir=None, env=None, timeout=60, root=ROOT):
-    """Run the Procfile's web command in the checkout at root; yields (base URL, process, seconds to
-    first answer). gunicorn is taken from bin_dir, by default the virtualenv running this Python."""
+def procfile_server(bin_dir=None, env=None, timeout=60, root=ROOT, front=True):
+    """Run the Procfile's web command in the checkout at root (see procfile_command); yields (base URL,
+    process, seconds to first answer). Python and gunicorn are taken from bin_dir, by default the
+    virtualenv running this Python."""
     port = free_port()
+    bin_dir = Path(bin_dir or Path(sys.executable).parent)
     environment = {**os.environ, "PORT": str(port), **(env or {})}
-    environment["PATH"] = f"{bin_dir or Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
-    process = subprocess.Popen(shlex.split(procfile_command(port)), cwd=root, env=environment,
+    environment["PATH"] = f"{bin_dir}{os.pathsep}{environment['PATH']}"
+    command = procfile_command(port, root, front)
+    if command[0] == sys.executable:
+        command[0] = str(bin_dir / "python")
+    process = subprocess.Popen(command, cwd=root, env=environment,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -101,12 +121,43 @@ def concurrent(url, photo, clients, seconds):
     return latencies, errors[0]
 
 
-def group_memory(pid):
-    """(summed RSS, summed PSS) in MB over a process and its children."""
-    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    rss = pss = 0
+def process_tree(pid):
+    """The PIDs of a process and all its descendants (the launcher, nginx, gunicorn and its workers)."""
+    pids = [pid]
     for p in pids:
-        for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+        try:
+            pids += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except FileNotFoundError:  # it ended meanwhile
+            pass
+    return pids
+
+
+def service_pids(pid):
+    """The server's processes: its whole tree, less scripts/serve.py's own Python process, which
+    stands in for the buildpack's small shell launcher and is not part of the service on Heroku."""
+    pids = process_tree(pid)
+    if b"scripts.serve" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        pids.remove(pid)
+    return pids
+
+
+def gunicorn_master(pid):
+    """The PID of the gunicorn master in a started server's process tree (the first gunicorn from the top)."""
+    for p in process_tree(pid):
+        if b"gunicorn" in Path(f"/proc/{p}/cmdline").read_bytes():
+            return p
+    raise LookupError(f"no gunicorn under process {pid}")
+
+
+def group_memory(pid):
+    """(summed RSS, summed PSS) in MB over the server's processes (service_pids)."""
+    rss = pss = 0
+    for p in service_pids(pid):
+        try:
+            lines = Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()
+        except (FileNotFoundError, ProcessLookupError):  # it ended meanwhile
+            continue
+        for line in lines:
             if line.startswith("Rss:"):
                 rss += int(line.split()[1])
             elif line.startswith("Pss:"):
@@ -130,3 +181,24 @@ def one_face_photo():
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
+
+
+def slow_clients(address, count, stop):
+    """Open `count` connections that trickle a POST to /predict a byte every quarter second, headers
+    first, until `stop` is set; returns (sockets, the thread sending)."""
+    request = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+               b"Content-Length: 100000\r\n\r\n" + b"\0" * 100000)
+    sockets = [socket.create_connection(address, timeout=5) for _ in range(count)]
+
+    def trickle():
+        for position in range(len(request)):
+            for sock in sockets:
+                try:
+                    sock.send(request[position:position + 1])
+                except OSError:
+                    pass
+            if stop.wait(0.25):
+                return
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    return sockets, thread
