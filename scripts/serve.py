@@ -61,7 +61,6 @@ def prepare(workdir, host, port):
            "FER_READY_FILE": str(workdir / "app-initialized"),
            # gunicorn from the environment running this script, as an activated virtualenv would give
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    (workdir / "tmp").mkdir()
     (workdir / "nginx.conf").write_text(render(TEMPLATE.read_text(), env))
     command = [word.replace(HEROKU_SOCKET, socket_path) for word in procfile_app_command()]
     return command, env
