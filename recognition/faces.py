@@ -67,15 +67,20 @@ class BlazeFaceSettings:
     tile_above: int = 1024
     tile_share: float = 0.6
     # Where the full-range model finds nothing, the short-range one (made for faces near the camera)
-    # looks at the photo, then at a copy with close_up_pad of its longer side added on every side,
-    # for faces cut by the edges. Animals and textures fool it more often, so it keeps only faces
-    # at least close_up_min_width of the photo's shorter side wide whose score, averaged with the
-    # mirror image's on the same face, reaches close_up_min_score: 0.6 found 4-5 points more FER-2013
-    # close-ups, and 10 more faces, mostly dogs', in close-ups without one (scripts/benchmark_faces.py).
+    # looks at the photo, then at copies with close_up_pads of its longer side added on every side,
+    # for faces cut by the edges; last, the full-range model looks at the copy padded by
+    # padded_full_range_pad, where a close-up becomes a face of the size it was made for. Animals and
+    # textures fool them more often, so they keep only faces at least close_up_min_width of the
+    # photo's shorter side wide whose score, averaged with the mirror image's on the same face,
+    # reaches close_up_min_score (padded_full_range_min_score for the last look): 0.6 found 4-5
+    # points more FER-2013 close-ups, and 10 more faces, mostly dogs', in close-ups without one
+    # (scripts/benchmark_faces.py; the pads and the last look: docs/experiments.md).
     close_up: bool = True
-    close_up_pad: float = 0.3
+    close_up_pads: tuple = (0.0, 0.3, 0.5, 0.8)
     close_up_min_width: float = 0.25
     close_up_min_score: float = 0.7
+    padded_full_range_pad: float = 0.5
+    padded_full_range_min_score: float = 0.5
     crop_scale: float = 1.116
     crop_shift_y: float = -0.052
 
@@ -166,25 +171,34 @@ class BlazeFace:
         return faces
 
     def close_ups(self, rgb):
-        """Faces that fill much of the photo, found by the short-range model: in the photo, else in a padded copy."""
+        """Faces that fill much of the photo: the short-range model in the photo and padded copies, then
+        the full-range model in a padded copy; the first look that keeps a face wins."""
         s = self.settings
         small, factor = downscale(rgb, 2 * SHORT_RANGE.input_size)  # all it needs, so large photos cost no more
-        h, w = small.shape[:2]
-        for pad in (0, round(max(h, w) * s.close_up_pad)):
-            image = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT)
-            boxes, eyes, scores = self.short_range.candidates(image, s.min_score)
-            wide = boxes[:, 2] >= s.close_up_min_width * min(h, w)
-            if not wide.any():
-                continue
-            boxes, eyes, scores = boxes[wide], eyes[wide], scores[wide]
-            mirrored, _, mirrored_scores = self.short_range.candidates(image[:, ::-1], s.min_score)
-            mirrored[:, 0] = image.shape[1] - mirrored[:, 0] - mirrored[:, 2]
-            scores = (scores + best_overlapping(boxes, mirrored, mirrored_scores)) / 2
-            faces = select(*moved((boxes * factor, eyes * factor, scores), -pad * factor, -pad * factor),
-                           s.close_up_min_score, s.nms_iou)
+        looks = [(self.short_range, pad, s.close_up_min_score) for pad in s.close_up_pads]
+        looks.append((self.full_range, s.padded_full_range_pad, s.padded_full_range_min_score))
+        for net, pad, min_score in looks:
+            faces = self.mirror_checked(net, small, factor, round(max(small.shape[:2]) * pad), min_score)
             if faces:
                 return faces
         return []
+
+    def mirror_checked(self, net, small, factor, pad, min_score):
+        """Faces wide enough in `small` (the photo downscaled by `factor`) padded by `pad` pixels, each
+        scored by the mean of its score and the mirror image's on the same face, kept at min_score;
+        boxes in the photo's pixels."""
+        s = self.settings
+        h, w = small.shape[:2]
+        image = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT)
+        boxes, eyes, scores = net.candidates(image, s.min_score)
+        wide = boxes[:, 2] >= s.close_up_min_width * min(h, w)
+        if not wide.any():
+            return []
+        boxes, eyes, scores = boxes[wide], eyes[wide], scores[wide]
+        mirrored, _, mirrored_scores = net.candidates(image[:, ::-1], s.min_score)
+        mirrored[:, 0] = image.shape[1] - mirrored[:, 0] - mirrored[:, 2]
+        scores = (scores + best_overlapping(boxes, mirrored, mirrored_scores)) / 2
+        return select(*moved((boxes * factor, eyes * factor, scores), -pad * factor, -pad * factor), min_score, s.nms_iou)
 
 
 def moved(found, dx, dy):

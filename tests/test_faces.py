@@ -39,6 +39,18 @@ def test_a_close_up_the_full_range_model_misses_is_found(astronaut, detector):
     assert 120 < x + w / 2 < 240 and 60 < y + h / 2 < 240 and w > 250
 
 
+def test_a_close_up_cut_by_two_edges_is_found_by_the_later_looks(astronaut, detector):
+    """Her brow, eyes and cheek filling the frame, cut on the right and at the bottom: the short-range
+    model misses it in the photo and the 0.3-padded copy, which were all the close-up path had."""
+    image = np.asarray(astronaut.crop((150, 70, 240, 160)).resize((360, 360), Image.BICUBIC))
+    earlier = BlazeFaceSettings(close_up_pads=(0.0, 0.3), padded_full_range_min_score=2.0)  # 2: never kept
+    assert BlazeFace(earlier).faces(image) == []
+    (face,) = detector.faces(image)
+    x, y, w, h = face.box
+    # her face's centre, (215, 132) in the photo, is at (260, 248) in this close-up
+    assert abs(x + w / 2 - 260) < 100 and abs(y + h / 2 - 248) < 100 and w > 250
+
+
 def roll_in(crop, detector):
     """The roll the detector measures in a 48x48 crop, upscaled with a grey border as fit_crop.py does."""
     framed = cv2.copyMakeBorder(crop, 12, 12, 12, 12, cv2.BORDER_CONSTANT, value=128)
