@@ -62,6 +62,8 @@ graceful_timeout = 10
 max_requests = 2000          # recycle workers now and then, so slow leaks can never build up
 max_requests_jitter = 200
 accesslog = "-"
+# Behind nginx the peer is its socket: log the client's address from X-Forwarded-For instead.
+access_log_format = '%({x-forwarded-for}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 
 def when_ready(server):

@@ -74,43 +74,53 @@ def nginx_binary():
 
 
 def nginx_command(workdir, *extra):
-    return [nginx_binary(), "-p", str(workdir), "-c", str(workdir / "nginx.conf"), "-e", "stderr", *extra]
+    """nginx with its prefix and config in workdir; its own start-up messages to stderr where it takes
+    -e (1.19.5 and later), else to its compiled-in log (stderr on Debian)."""
+    binary = nginx_binary()
+    version = subprocess.run([binary, "-v"], capture_output=True, text=True).stderr
+    found = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", version)
+    takes_e = found is not None and tuple(map(int, found.groups())) >= (1, 19, 5)
+    return [binary, "-p", str(workdir), "-c", str(workdir / "nginx.conf"), *(["-e", "stderr"] if takes_e else []), *extra]
 
 
-def wait_for(path, process, timeout):
-    """Wait until the app touches its ready file; False if it exits or the time runs out first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            return True
-        if process.poll() is not None:
-            return False
-        time.sleep(0.05)
-    return False
+def exit_status(process):
+    """A child's status as a shell reports it: 128 + the signal for one killed by a signal."""
+    code = process.returncode
+    return 128 - code if code < 0 else code
 
 
 def serve(host, port, timeout):
-    """Run gunicorn and nginx until either ends or a signal arrives; returns the exit status."""
+    """Run gunicorn and nginx until either ends or a signal arrives. Returns 0 after a signal;
+    when either process ends on its own, as the buildpack's launcher does, its status (1 if 0)."""
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: stopping.append(signum))
     with tempfile.TemporaryDirectory(prefix="fer-serve-") as tmp:
         workdir = Path(tmp)
         workdir.chmod(0o711)  # nginx's worker runs as another user when started by root: it must reach the socket
         command, env = prepare(workdir, host, port)
         app = subprocess.Popen(command, cwd=ROOT, env=env)
         processes = [app]
-        stopping = []
-
-        def stop(signum, frame):
-            stopping.append(signum)
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
         try:
-            if not wait_for(Path(env["FER_READY_FILE"]), app, timeout):
-                print(f"error: the app did not become ready within {timeout:g} s", file=sys.stderr)
-                return app.poll() or 1
+            ready, deadline = Path(env["FER_READY_FILE"]), time.monotonic() + timeout
+            while not ready.exists():
+                if stopping:
+                    return 0
+                if app.poll() is not None:
+                    print("error: the app stopped before it was ready", file=sys.stderr)
+                    return exit_status(app) or 1
+                if time.monotonic() > deadline:
+                    print(f"error: the app did not become ready within {timeout:g} s", file=sys.stderr)
+                    return 1
+                time.sleep(0.05)
             processes.append(subprocess.Popen(nginx_command(workdir), cwd=workdir, env=env))
             while not stopping and all(p.poll() is None for p in processes):
                 time.sleep(0.1)
-            return next((p.returncode for p in processes if p.returncode), 0)
+            if stopping:
+                return 0
+            ended = next(p for p in processes if p.poll() is not None)
+            print(f"error: {'gunicorn' if ended is app else 'nginx'} stopped", file=sys.stderr)
+            return exit_status(ended) or 1
         finally:
             for p in reversed(processes):
                 if p.poll() is None:

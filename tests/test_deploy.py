@@ -90,14 +90,16 @@ def test_gunicorn_tells_the_nginx_launcher_when_it_is_ready_and_only_behind_it(t
 def test_nginx_body_limits_sit_just_above_the_apps_own():
     from web.settings import DEFAULTS
     template = (ROOT / "config" / "nginx.conf.erb").read_text()
-    server, video = template.split("location = /predict/video", 1)
-    image_cap = float(server.split("client_max_body_size ")[1].split("m;")[0])
-    video_cap = float(video.split("client_max_body_size ")[1].split("m;")[0])
-    buffer = float(template.split("client_body_buffer_size ")[1].split("m;")[0])
-    # the app answers its own limits with the exact message; nginx's caps only bound its memory
-    assert DEFAULTS["MAX_UPLOAD_MB"] < image_cap <= DEFAULTS["MAX_UPLOAD_MB"] + 2
-    assert DEFAULTS["MAX_VIDEO_MB"] < video_cap <= DEFAULTS["MAX_VIDEO_MB"] + 2
-    assert buffer >= max(image_cap, video_cap), "a body larger than the buffer would be written to disk"
+
+    def megabytes(block, directive):
+        return float(block.split(directive + " ")[1].split("m;")[0])
+    for opening, app_limit in (("location / {", DEFAULTS["MAX_UPLOAD_MB"]),
+                               ("location = /predict/video {", DEFAULTS["MAX_VIDEO_MB"])):
+        block = template.split(opening, 1)[1].split("}", 1)[0]
+        cap = megabytes(block, "client_max_body_size")
+        # the app answers its own limits with the exact message; nginx's caps only bound its memory
+        assert app_limit < cap <= app_limit + 2
+        assert megabytes(block, "client_body_buffer_size") >= cap, "a body larger than the buffer would be written to disk"
 
 
 def test_requirements_take_torch_from_the_cpu_wheel_index():

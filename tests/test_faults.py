@@ -30,6 +30,17 @@ def test_bad_model_file_stops_start_up_with_one_line(tmp_path, content, problem)
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot start: {path}: {problem}")
 
 
+def test_the_local_launcher_stops_with_the_app_and_says_why(tmp_path):
+    missing = tmp_path / "fer.pt"
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin:/usr/sbin", "PORT": "0", "FER_MODEL_PATH": str(missing)}
+    result = subprocess.run([sys.executable, "-m", "scripts.serve", "--host", "127.0.0.1"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"error: cannot start: {missing}: model file not found")
+    assert lines[-1] == "error: the app stopped before it was ready"
+
+
 @pytest.mark.parametrize("variable,value", [("WEB_CONCURRENCY", "0"), ("GUNICORN_THREADS", "four"),
                                             ("GUNICORN_THREADS", "0"), ("GUNICORN_THREADS", "-2")])
 def test_bad_server_setting_stops_start_up_with_one_line(variable, value):

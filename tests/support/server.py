@@ -183,22 +183,22 @@ def one_face_photo():
     return buffer.getvalue()
 
 
-def slow_clients(address, count, stop):
-    """Open `count` connections that trickle a POST to /predict a byte every quarter second, headers
-    first, until `stop` is set; returns (sockets, the thread sending)."""
-    request = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-               b"Content-Length: 100000\r\n\r\n" + b"\0" * 100000)
+def slow_clients(address, count, stop, length=100_000):
+    """Open `count` connections that each send a POST's headers to /predict at once (Heroku's router
+    buffers headers) and then its body a byte every quarter second, until `stop` is set; returns
+    (sockets, the thread sending)."""
+    head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: {length}\r\n\r\n"
     sockets = [socket.create_connection(address, timeout=5) for _ in range(count)]
+    for sock in sockets:
+        sock.sendall(head.encode())
 
     def trickle():
-        for position in range(len(request)):
+        while not stop.wait(0.25):
             for sock in sockets:
                 try:
-                    sock.send(request[position:position + 1])
+                    sock.send(b"\0")
                 except OSError:
                     pass
-            if stop.wait(0.25):
-                return
     thread = threading.Thread(target=trickle)
     thread.start()
     return sockets, thread
