@@ -143,17 +143,10 @@ def slow_client_cost(url, photo, requests=30, count=12):
             errors += status != 200
         return percentile(latencies, 50), errors
     alone, _ = p50_and_errors()
-    stop = threading.Event()
     address = urlsplit(url)
-    sockets, thread = slow_clients((address.hostname, address.port), count, stop)
-    try:
+    with slow_clients((address.hostname, address.port), count):
         time.sleep(1)
         with_slow, errors = p50_and_errors()
-    finally:
-        stop.set()
-        thread.join()
-        for sock in sockets:
-            sock.close()
     return alone, with_slow, errors
 
 

@@ -45,10 +45,15 @@ def render(template, env):
     return text
 
 
-def procfile_app_command(procfile=ROOT / "Procfile"):
+def procfile_words(root=ROOT):
+    """The words of the Procfile's web command in the checkout at root."""
+    line = next(l for l in (Path(root) / "Procfile").read_text().splitlines() if l.startswith("web:"))
+    return shlex.split(line.removeprefix("web:"))
+
+
+def procfile_app_command():
     """The words of the Procfile's web command after the buildpack's launcher."""
-    line = next(l for l in procfile.read_text().splitlines() if l.startswith("web:"))
-    words = shlex.split(line.removeprefix("web:"))
+    words = procfile_words()
     if words[0] != PROXY_LAUNCHER:
         sys.exit(f"error: the Procfile's web command does not start with {PROXY_LAUNCHER}")
     return words[1:]

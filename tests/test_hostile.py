@@ -6,7 +6,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from urllib.parse import urlsplit
 
@@ -160,20 +159,13 @@ def test_errors_raised_by_the_servers_themselves_are_json(server_address, reques
 def test_slow_clients_do_not_hold_the_apps_threads(server_address, astronaut_jpeg):
     """Twelve clients sending their bodies a byte every quarter second, against one worker of two
     threads: with gunicorn alone they held both threads and every other request timed out."""
-    stop = threading.Event()
-    sockets, thread = slow_clients(server_address, 12, stop)
-    try:
+    with slow_clients(server_address, 12) as sockets:
         time.sleep(1)  # every slow client is in its body
         base = f"http://{server_address[0]}:{server_address[1]}"
         for _ in range(5):
             status, body = post_image(base + "/predict", astronaut_jpeg, timeout=5)
             assert status == 200 and len(json.loads(body)["faces"]) == 1
         assert all(still_waiting(sock) for sock in sockets), "the slow clients must still be sending, not dropped"
-    finally:
-        stop.set()
-        thread.join()
-        for sock in sockets:
-            sock.close()
 
 
 def still_waiting(sock):
@@ -192,9 +184,7 @@ def still_waiting(sock):
 def test_large_bodies_past_the_limit_get_a_json_503_at_once(server_address, astronaut_jpeg):
     """The fixture's nginx reads 3 bodies of 1 MB or more at once; a fourth is refused before it is
     read, while small ones still pass."""
-    stop = threading.Event()
-    sockets, thread = slow_clients(server_address, 3, stop, length=2_000_000)
-    try:
+    with slow_clients(server_address, 3, length=2_000_000):
         time.sleep(0.5)
         head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 2000000\r\n\r\n"
         t0 = time.perf_counter()
@@ -203,11 +193,6 @@ def test_large_bodies_past_the_limit_get_a_json_503_at_once(server_address, astr
         assert json.loads(body)["error"]["code"] == "server_busy"
         base = f"http://{server_address[0]}:{server_address[1]}"
         assert post_image(base + "/predict", astronaut_jpeg, timeout=5)[0] == 200
-    finally:
-        stop.set()
-        thread.join()
-        for sock in sockets:
-            sock.close()
 
 
 def test_a_chunked_upload_passes_through_nginx(server_address, astronaut_jpeg):

@@ -2,7 +2,6 @@
 import http.client
 import io
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -14,6 +13,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from scripts.serve import HEROKU_SOCKET, PROXY_LAUNCHER, procfile_words
 from tests.support import ROOT
 
 
@@ -23,12 +23,6 @@ def free_port():
         return s.getsockname()[1]
 
 
-def procfile_words(root=ROOT):
-    """The words of the Procfile's web command."""
-    line = next(l for l in (root / "Procfile").read_text().splitlines() if l.startswith("web:"))
-    return shlex.split(line.removeprefix("web:"))
-
-
 def procfile_command(port, root=ROOT, front=True):
     """The command that serves the Procfile's web process on 127.0.0.1:port, as a list of words.
 
@@ -36,11 +30,11 @@ def procfile_command(port, root=ROOT, front=True):
     port in front of gunicorn); front=False runs gunicorn alone on the port instead, as the
     Procfile did before nginx. An older Procfile's gunicorn is bound to the port."""
     words = procfile_words(root)
-    if words[0] == "bin/start-nginx":
+    if words[0] == PROXY_LAUNCHER:
         if front:
             return [sys.executable, "-m", "scripts.serve", "--host", "127.0.0.1"]
         words = words[1:]
-    return [w.replace("unix:/tmp/nginx.socket", f"127.0.0.1:{port}").replace("0.0.0.0:$PORT", f"127.0.0.1:{port}")
+    return [w.replace(f"unix:{HEROKU_SOCKET}", f"127.0.0.1:{port}").replace("0.0.0.0:$PORT", f"127.0.0.1:{port}")
             for w in words]
 
 
@@ -183,14 +177,16 @@ def one_face_photo():
     return buffer.getvalue()
 
 
-def slow_clients(address, count, stop, length=100_000):
-    """Open `count` connections that each send a POST's headers to /predict at once (Heroku's router
-    buffers headers) and then its body a byte every quarter second, until `stop` is set; returns
-    (sockets, the thread sending)."""
+@contextmanager
+def slow_clients(address, count, length=100_000):
+    """`count` connections that each send a POST's headers to /predict at once (Heroku's router
+    buffers headers) and then its body a byte every quarter second; yields their sockets, and
+    stops and closes them on leaving."""
     head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: {length}\r\n\r\n"
     sockets = [socket.create_connection(address, timeout=5) for _ in range(count)]
     for sock in sockets:
         sock.sendall(head.encode())
+    stop = threading.Event()
 
     def trickle():
         while not stop.wait(0.25):
@@ -201,4 +197,10 @@ def slow_clients(address, count, stop, length=100_000):
                     pass
     thread = threading.Thread(target=trickle)
     thread.start()
-    return sockets, thread
+    try:
+        yield sockets
+    finally:
+        stop.set()
+        thread.join()
+        for sock in sockets:
+            sock.close()
