@@ -26,9 +26,10 @@ def positive_int(variable, default):
     return value
 
 
-# One OpenCV thread per detection (read when OpenCV first runs, so before the app loads): the
-# workers use the cores, and a detection split over this machine's two virtual CPUs was at times
-# 1.3-1.6x slower than on one (scripts/benchmark_faces.py and scripts/benchmark_app.py compare).
+# One OpenCV thread for the image work of a request (read when OpenCV first runs, so before the
+# app loads): the workers use the cores, and work split over this machine's two virtual CPUs was
+# at times 1.3-1.6x slower than on one (scripts/benchmark_app.py compares). onnxruntime's
+# detector sessions are given one thread in recognition/faces.py.
 os.environ.setdefault("OPENCV_FOR_THREADS_NUM", "1")
 
 # Errors gunicorn answers itself, before the app sees the request; fixed messages, so that no
