@@ -18,8 +18,6 @@ busy machine slows them alike.
 """
 import argparse
 import os
-import subprocess
-import tempfile
 import threading
 import time
 from contextlib import ExitStack
@@ -31,7 +29,7 @@ from PIL import Image
 
 from tests.support import ROOT
 from tests.support.images import encode, oriented
-from tests.support.server import (concurrent, one_face_photo, percentile, post_image, procfile_server, sample_memory,
+from tests.support.server import (concurrent, earlier_checkout, one_face_photo, percentile, post_image, procfile_server, sample_memory,
                                   service_pids, slow_clients)
 
 SIDE = (6000, 6600)  # 39.6 megapixels, under the 40-megapixel limit
@@ -163,11 +161,7 @@ def main():
     with ExitStack() as stack:
         roots = {"now": ROOT}
         if args.before:
-            folder = stack.enter_context(tempfile.TemporaryDirectory())
-            subprocess.run(["git", "worktree", "add", "--detach", folder, args.before], cwd=ROOT, check=True,
-                           capture_output=True)
-            stack.callback(subprocess.run, ["git", "worktree", "remove", "--force", folder], cwd=ROOT)
-            roots = {f"before ({args.before})": Path(folder), **roots}
+            roots = {f"before ({args.before})": stack.enter_context(earlier_checkout(args.before)), **roots}
         servers = {name: stack.enter_context(procfile_server(root=root)) for name, root in roots.items()}
         if args.gunicorn_alone:
             servers["now, gunicorn alone"] = stack.enter_context(procfile_server(front=False))

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -15,6 +16,17 @@ from pathlib import Path
 
 from scripts.serve import HEROKU_SOCKET, PROXY_LAUNCHER, procfile_words
 from tests.support import ROOT
+
+
+@contextmanager
+def earlier_checkout(commit):
+    """A temporary git worktree of an earlier commit of this repository, for serving it beside this one."""
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run(["git", "worktree", "add", "--detach", folder, commit], cwd=ROOT, check=True, capture_output=True)
+        try:
+            yield Path(folder)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", folder], cwd=ROOT, capture_output=True)
 
 
 def free_port():
