@@ -1,9 +1,10 @@
 """Analyse many images and videos: what to read, the faces of each piece of work, and the rows they become.
 
-The work is cut into units: one image, or about ten seconds of one video. Both engines (local
-processes and Ray) run the same two steps on units, find faces (`FaceFinder.detect`) then classify
-them (`FaceClassifier.classify`, many units' faces in one batch), and a `Collector` turns the results of
-a source's units into its rows once all of them are in.
+The work is cut into units: one image, or about ten seconds of one video, and the units into tasks
+(up to IMAGES_PER_TASK images, or one part of a video). Both engines (local processes and Ray
+actors) run the same `Analyser` on each task: find the faces of its units (`FaceFinder.detect`),
+then classify all of them in one batch (`FaceClassifier.classify`); a `Collector` turns the results
+of a source's units into its rows once all of them are in.
 """
 import sys
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from recognition.video import VIDEO_EXTENSIONS, VideoError, open_video, parts, s
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 PLACE = ["source", "frame", "time_s", "track", "x", "y", "w", "h"]
 PART_S = 10  # seconds of video per unit: enough faces for a batch, short enough to spread a video over workers
+IMAGES_PER_TASK = 16  # images a worker looks at before it classifies all of their faces in one batch
 
 
 def columns(labels):
@@ -172,6 +174,34 @@ class FaceClassifier:
         for result, start, end in zip(results, np.r_[0, ends[:-1]], ends):
             result["probs"] = probs[start:end]
         return results
+
+
+class Analyser:
+    """One process's (or Ray actor's) detectors and model, loaded once: analyses tasks."""
+
+    def __init__(self, job):
+        self.finder, self.classifier = FaceFinder(job), FaceClassifier(job)
+
+    def run(self, task):
+        """The results of a task's units: the faces of each found, then all of them classified at once."""
+        return self.classifier.classify([self.finder.detect(unit) for unit in task])
+
+
+def tasks(units):
+    """Units grouped into tasks, in order: runs of up to IMAGES_PER_TASK images, and each part of a video alone."""
+    images = []
+    for unit in units:
+        if unit.start < 0:
+            images.append(unit)
+            if len(images) < IMAGES_PER_TASK:
+                continue
+        if images:
+            yield images
+            images = []
+        if unit.start >= 0:
+            yield [unit]
+    if images:
+        yield images
 
 
 def source_rows(source, results, labels, smooth=1):

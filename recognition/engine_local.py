@@ -1,21 +1,19 @@
-"""--engine local: the units on this machine's cores, one process per core, results in order."""
+"""--engine local: the tasks on this machine's cores, one process per core, results in order."""
 import multiprocessing
 
 import cv2
 import torch
 
-from recognition.batch import FaceClassifier, FaceFinder
+from recognition.batch import Analyser, tasks
 
-IMAGES_PER_TASK = 16  # images a worker looks at before it classifies all of their faces in one batch
-
-_job = _finder = _classifier = None  # this process's own, loaded by load_worker
+_job = _analyser = None  # this process's own, loaded by load_worker
 
 
 def load_worker(job):
     """Load this process's detectors and model, unless it has them for this job already."""
-    global _job, _finder, _classifier
+    global _job, _analyser
     if job != _job:
-        _job, _finder, _classifier = job, FaceFinder(job), FaceClassifier(job)
+        _job, _analyser = job, Analyser(job)
 
 
 def start_worker(job):
@@ -25,26 +23,9 @@ def start_worker(job):
     load_worker(job)
 
 
-def run_task(units):
-    """A task's results: the faces of its units found, then all of them classified at once."""
-    return _classifier.classify([_finder.detect(unit) for unit in units])
-
-
-def tasks(units):
-    """Units grouped into tasks, in order: runs of up to IMAGES_PER_TASK images, and each part of a video alone."""
-    images = []
-    for unit in units:
-        if unit.start < 0:
-            images.append(unit)
-            if len(images) < IMAGES_PER_TASK:
-                continue
-        if images:
-            yield images
-            images = []
-        if unit.start >= 0:
-            yield [unit]
-    if images:
-        yield images
+def run_task(task):
+    """A task's results (see Analyser.run), in this process."""
+    return _analyser.run(task)
 
 
 def local_results(job, units, workers):

@@ -20,7 +20,7 @@ from pathlib import Path
 from modelfile import DEFAULT_PATH
 from recognition.analyze import analyze
 from recognition.batch import Job
-from recognition.engine_local import IMAGES_PER_TASK
+from recognition.batch import IMAGES_PER_TASK
 from scripts.analysis_media import write_photos, write_video
 
 
