@@ -68,38 +68,49 @@ def ground_truth(notes):
     return [tuple(map(int, b.split(","))) for b in found.group(1).split()] if found else None
 
 
+def photo_set(folder):
+    """(manifest rows, {file: RGB array}) of the photo set in `folder` (its manifest.csv and photos)."""
+    rows = list(csv.DictReader(open(Path(folder) / "manifest.csv")))
+    return rows, {r["file"]: decode_image((Path(folder) / r["file"]).read_bytes()) for r in rows}
+
+
+def score(detector, rows, images, verbose=False):
+    """A detector's figures on the photo set: photos exact, faces found and expected on photos with
+    faces, boxes on photos without one, ground-truth matches, boxes and faces, and seconds in all."""
+    counts = dict.fromkeys(["exact", "found", "expected", "false", "matched", "boxes", "truth"], 0)
+    seconds = 0.0
+    for r in rows:
+        t0 = time.perf_counter()
+        boxes = detector.detect(images[r["file"]])
+        seconds += time.perf_counter() - t0
+        expected = int(re.match(r"~?(\d+)", r["expected_faces"]).group(1))
+        if expected == 0:
+            counts["false"] += len(boxes)
+        else:
+            counts["found"] += len(boxes)
+            counts["expected"] += expected
+        counts["exact"] += len(boxes) == expected
+        truth = ground_truth(r["notes"])
+        if truth:
+            counts["truth"] += len(truth)
+            counts["boxes"] += len(boxes)
+            counts["matched"] += sum(any(iou(t, b) >= 0.3 for b in boxes) for t in truth)
+        if verbose:
+            print(f"   {r['file']:32s} expected {r['expected_faces']:>16s} found {len(boxes)}")
+    return counts, seconds
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", default="../shared/data/photos", help="folder with manifest.csv (default: ../shared/data/photos)")
     p.add_argument("--verbose", action="store_true", help="print every photo for the first variant (default: off)")
     args = p.parse_args()
-    rows = list(csv.DictReader(open(Path(args.photos) / "manifest.csv")))
-    images = {r["file"]: decode_image((Path(args.photos) / r["file"]).read_bytes()) for r in rows}
+    rows, images = photo_set(args.photos)
     print(f"{'variant':36s} {'exact':>6s} {'found/expected':>15s} {'false on 0-face':>16s} {'GT recall':>10s} {'GT precision':>13s} {'ms/photo':>9s}")
     for i, (name, detector) in enumerate(VARIANTS.items()):
-        exact = found_total = expected_total = false_pos = 0
-        tp = gt_total = det_total = 0
-        seconds = 0.0
-        for r in rows:
-            t0 = time.perf_counter()
-            boxes = detector.detect(images[r["file"]])
-            seconds += time.perf_counter() - t0
-            expected = int(re.match(r"~?(\d+)", r["expected_faces"]).group(1))
-            if expected == 0:
-                false_pos += len(boxes)
-            else:
-                found_total += len(boxes)
-                expected_total += expected
-            exact += len(boxes) == expected
-            truth = ground_truth(r["notes"])
-            if truth:
-                gt_total += len(truth)
-                det_total += len(boxes)
-                tp += sum(any(iou(t, b) >= 0.3 for b in boxes) for t in truth)
-            if args.verbose and i == 0:
-                print(f"   {r['file']:32s} expected {r['expected_faces']:>16s} found {len(boxes)}")
-        print(f"{name:36s} {exact:>3d}/{len(rows):<2d} {found_total:>7d}/{expected_total:<7d} {false_pos:>16d} "
-              f"{tp / gt_total:>10.2f} {tp / max(det_total, 1):>13.2f} {seconds / len(rows) * 1e3:>9.1f}")
+        c, seconds = score(detector, rows, images, verbose=args.verbose and i == 0)
+        print(f"{name:36s} {c['exact']:>3d}/{len(rows):<2d} {c['found']:>7d}/{c['expected']:<7d} {c['false']:>16d} "
+              f"{c['matched'] / c['truth']:>10.2f} {c['matched'] / max(c['boxes'], 1):>13.2f} {seconds / len(rows) * 1e3:>9.1f}")
     print("\nsmallest face found on a 2000x1500 canvas (of 200, 175, ... 40 px):")
     for name, detector in VARIANTS.items():
         width = smallest_face(detector)

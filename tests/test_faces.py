@@ -7,6 +7,7 @@ from skimage import data as skdata
 
 from recognition.faces import (BLAZEFACE_DIR, FULL_RANGE, SHORT_RANGE, BlazeFace, BlazeFaceSettings, BlazeNet,
                                area_resize, crop_face, letterbox)
+from tests.support import ROOT
 from tests.support.images import encode
 
 
@@ -122,3 +123,15 @@ def test_area_resize_stays_within_a_grey_level_of_a_direct_area_resize(astronaut
     halved = area_resize(image, target)
     assert halved.shape == direct.shape
     assert np.abs(halved - direct).mean() < (1.5 if size[0] % 2 == 0 and size[1] % 2 == 0 else 1e-9)
+
+
+PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+
+
+@pytest.mark.skipif(not (PHOTOS / "manifest.csv").is_file(), reason=f"the shared photo set is not at {PHOTOS}")
+def test_the_photo_set_counts_hold(detector):
+    """scripts/detection_report.py's first row: at least 101 of the 103 faces, no box on the photos without one."""
+    from scripts.detection_report import photo_set, score
+    counts, _ = score(detector, *photo_set(PHOTOS))
+    assert counts["expected"] == 103 and counts["found"] >= 101 and counts["false"] == 0, counts
+    assert counts["matched"] / counts["truth"] >= 0.95, counts
