@@ -12,10 +12,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from modelfile import FACE_SIZE
 from recognition.classifier import classify, load_classifier
-from recognition.faces import DETECTORS, find_faces
+from recognition.faces import DETECTORS, BlazeFace, find_faces
 from recognition.images import DEFAULT_MAX_PIXELS, ImageRejected, decode_image
 from recognition.tracking import assign_tracks, smooth_tracks
 from recognition.video import VIDEO_EXTENSIONS, VideoError, open_video, parts, sample_frames
@@ -97,16 +98,18 @@ class Job:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
 
-def video_detector(name, tiles=False):
-    """The detector for video frames: the photos' one, but BlazeFace without corner tiles unless asked.
+def video_detector(detector, tiles=False):
+    """The detector for video frames, beside the photos' `detector`: BlazeFace's models shared
+    (onnxruntime runs them from several threads at once) but without corner tiles unless asked,
+    or a Haar cascade of its own (one is not thread-safe).
 
     Tiles (for photos over 1024 px) cost four more detector passes a frame; they find faces down
     to about 0.6x the size that the whole frame allows.
     """
-    detector = DETECTORS[name]()
-    if tiles or not hasattr(detector.settings, "tile_above"):
-        return detector
-    return type(detector)(replace(detector.settings, tile_above=sys.maxsize))
+    if not isinstance(detector, BlazeFace):
+        return type(detector)(detector.settings)
+    settings = detector.settings if tiles else replace(detector.settings, tile_above=sys.maxsize)
+    return BlazeFace(settings, nets=(detector.full_range, detector.short_range))
 
 
 def faces_in(rgb, detector):
@@ -131,7 +134,7 @@ class FaceFinder:
     def __init__(self, job):
         self.job = job
         self.image_detector = DETECTORS[job.detector]()
-        self.video_detector = video_detector(job.detector, job.video_tiles)
+        self.video_detector = video_detector(self.image_detector, job.video_tiles)
 
     def faces(self, unit):
         """The faces of one unit (see faces_in_frames); raises ImageRejected, VideoError or OSError."""
@@ -177,9 +180,12 @@ class FaceClassifier:
 
 
 class Analyser:
-    """One process's (or Ray actor's) detectors and model, loaded once: analyses tasks."""
+    """One process's (or Ray actor's) detectors and model, loaded once: analyses tasks, on one thread
+    (processes or actors, not threads, use the cores)."""
 
     def __init__(self, job):
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
         self.finder, self.classifier = FaceFinder(job), FaceClassifier(job)
 
     def run(self, task):

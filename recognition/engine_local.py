@@ -1,9 +1,6 @@
 """--engine local: the tasks on this machine's cores, one process per core, results in order."""
 import multiprocessing
 
-import cv2
-import torch
-
 from recognition.batch import Analyser, tasks
 
 _job = _analyser = None  # this process's own, loaded by load_worker
@@ -14,13 +11,6 @@ def load_worker(job):
     global _job, _analyser
     if job != _job:
         _job, _analyser = job, Analyser(job)
-
-
-def start_worker(job):
-    """Pool initializer: one thread per process (processes, not threads, use the cores), then load_worker."""
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    load_worker(job)
 
 
 def run_task(task):
@@ -37,6 +27,6 @@ def local_results(job, units, workers):
             yield from run_task(task)
         return
     # spawn: a forked copy of a process that has started torch's or OpenCV's threads can hang.
-    with multiprocessing.get_context("spawn").Pool(min(workers, len(work)), start_worker, (job,)) as pool:
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(work)), load_worker, (job,)) as pool:
         for results in pool.imap(run_task, work):
             yield from results

@@ -12,10 +12,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import cv2
 import numpy as np
 import ray
-import torch
 
 import modelfile
 from recognition.batch import Analyser, Unit, tasks
@@ -41,8 +39,6 @@ class AnalyseTasks:
     """The stage: tasks (JSON lists of units) -> their units' results, a row each."""
 
     def __init__(self, job):
-        torch.set_num_threads(1)  # actors, not threads, use the cores
-        cv2.setNumThreads(1)
         self.analyser = Analyser(job)
 
     def __call__(self, batch):
@@ -67,8 +63,6 @@ def ray_results(job, units, address=None):
     """Each unit's result, in the units' order, computed by Ray Data (connected now, computed as they are read)."""
     connect(address)
     work = [json.dumps([asdict(unit) for unit in task]) for task in tasks(units)]
-    if not work:
-        return iter(())
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     dataset = ray.data.from_items([{"task": task} for task in work], override_num_blocks=len(work))
     dataset = dataset.map_batches(AnalyseTasks, fn_constructor_args=(job,), batch_size=1, num_cpus=1,

@@ -25,6 +25,10 @@ from modelfile import FACE_SIZE
 BLAZEFACE_DIR = Path(__file__).resolve().parent / "blazeface"
 
 
+class DetectorError(RuntimeError):
+    """A detector's model file is missing or does not load."""
+
+
 class Face(NamedTuple):
     """A face found: its box (x, y, w, h) and its roll, the degrees its eye line turns clockwise from level."""
 
@@ -46,13 +50,14 @@ class BlazeModel:
     box_scale: float = 1.0
     box_shift: tuple = (0.0, 0.0)
 
-
     @property
-    def file(self):
+    def onnx(self):
+        """The file the app runs."""
         return f"{self.name}.onnx"
 
     @property
     def tflite(self):
+        """MediaPipe's file, which the .onnx was converted from."""
         return f"{self.name}.tflite"
 
 
@@ -115,25 +120,29 @@ def by_size(boxes):
 
 
 def onnx_session(path):
-    """An onnxruntime session on one thread (the processes use the cores), warnings only in its log.
+    """An onnxruntime session on one thread (the processes use the cores), logging errors only.
 
-    On one thread onnxruntime starts no thread of its own, so a session made before gunicorn forks
-    works in every worker, which then share its weights. Without the memory arena, the buffers of a
-    forward pass go back to the C library afterwards rather than stay reserved (4 MB less per worker).
+    Keep it to one thread: a session then runs in the calling thread and has no thread pool, so one
+    made before gunicorn forks works in every worker, which share its weights (a pool's threads would
+    not survive the fork: onnxruntime issue #9800). Its run() may be called from several threads at
+    once (tests/test_faces.py checks both in a forked child).
     """
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own errors (a damaged file) derive from Exception alone
+        raise DetectorError(f"face detector model {path} does not load: {str(e).splitlines()[0][:160]}") from None
 
 
 class BlazeNet:
     """One BlazeFace model run by onnxruntime."""
 
     def __init__(self, model):
-        path = BLAZEFACE_DIR / model.file
+        path = BLAZEFACE_DIR / model.onnx
         if not path.is_file():
-            raise RuntimeError(f"face detector model not found: {path}")
+            raise DetectorError(f"face detector model not found: {path}")
         self.model = model
         self.session = onnx_session(path)
         self.input = self.session.get_inputs()[0].name
@@ -175,10 +184,14 @@ class BlazeFace:
     """The BlazeFace detector (onnxruntime sessions may run in several threads; the app's SharedDetector
     runs one detection at a time all the same)."""
 
-    def __init__(self, settings=BlazeFaceSettings()):
+    def __init__(self, settings=BlazeFaceSettings(), nets=None):
+        """nets: (full-range, short-range or None) BlazeNets to share with another BlazeFace, else loaded."""
         self.settings = settings
-        self.full_range = BlazeNet(FULL_RANGE)
-        self.short_range = BlazeNet(SHORT_RANGE) if settings.close_up else None
+        self.full_range, self.short_range = nets or (BlazeNet(FULL_RANGE), None)
+        if settings.close_up and self.short_range is None:
+            self.short_range = BlazeNet(SHORT_RANGE)
+        elif not settings.close_up:
+            self.short_range = None
 
     def detect(self, rgb):
         """Face boxes (x, y, w, h) in the image's own coordinates, largest first."""
@@ -304,7 +317,7 @@ class HaarCascade:
         path = Path(cv2.data.haarcascades) / settings.cascade
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
-            raise RuntimeError(f"could not load the face cascade {path}")
+            raise DetectorError(f"could not load the face cascade {path}")
 
     def faces(self, rgb):
         """Faces (box, roll 0: the cascade finds no eyes) in the image's own coordinates, largest first."""
@@ -335,9 +348,11 @@ def area_resize(image, size):
     a 1280x720 frame to 192x108 took 3.4 ms directly, 0.8 ms this way (one thread), and the result
     is within about a grey level of the direct one (tests/test_faces.py)."""
     width, height = size
-    while image.shape[1] >= 2 * width and image.shape[0] >= 2 * height and not (image.shape[0] | image.shape[1]) & 1:
-        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    while True:
+        h, w = image.shape[:2]
+        if w < 2 * width or h < 2 * height or w % 2 or h % 2:
+            return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
 
 
 # The detectors the app can be started with (FER_DETECTOR), default first.
@@ -359,6 +374,11 @@ class SharedDetector:
         self._detector = DETECTORS[name]()
         self.settings = self._detector.settings
         self._lock = threading.Lock()
+
+    @property
+    def detector(self):
+        """The detector itself, for a detector derived from it (recognition.batch.video_detector)."""
+        return self._detector
 
     def detect(self, rgb):
         """Face boxes (x, y, w, h), largest first, as the detector's own detect()."""

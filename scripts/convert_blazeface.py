@@ -45,15 +45,17 @@ def time_runtimes(rounds=5, calls=50):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dir", type=Path, default=BLAZEFACE_DIR, help="folder of the .tflite and .onnx files")
-    parser.add_argument("--time", action="store_true", help="time both runtimes instead of converting (default: off)")
+    parser.add_argument("--dir", type=Path, default=BLAZEFACE_DIR,
+                        help="folder to convert in: its .tflite files to .onnx (default: the app's)")
+    parser.add_argument("--time", action="store_true",
+                        help="time both runtimes on the app's files instead of converting (default: off)")
     args = parser.parse_args()
     if args.time:
         return time_runtimes()
     import tflite2onnx  # noqa: PLC0415 (a converter, not a dependency of the project)
 
     for model in (FULL_RANGE, SHORT_RANGE):
-        source, target = args.dir / model.tflite, args.dir / model.file
+        source, target = args.dir / model.tflite, args.dir / model.onnx
         tflite2onnx.convert(str(source), str(target))
         digest = hashlib.sha256(target.read_bytes()).hexdigest()
         print(f"{source.name} -> {target.name}: {target.stat().st_size:,} bytes, SHA-256 {digest}")

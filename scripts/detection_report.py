@@ -33,24 +33,26 @@ class OnGrey:
         return self.detector.detect(cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB))
 
 
-VARIANTS = {
-    "blazeface score 0.5 (default)": BlazeFace(),
-    "blazeface without close-ups (before)": BlazeFace(BlazeFaceSettings(close_up=False)),
-    "blazeface close-ups at score 0.6": BlazeFace(BlazeFaceSettings(close_up_min_score=0.6)),
-    "blazeface without tiles": BlazeFace(BlazeFaceSettings(tile_above=100_000)),
-    "blazeface tiles above 640 px": BlazeFace(BlazeFaceSettings(tile_above=640)),
-    "blazeface score 0.6 (MediaPipe's)": BlazeFace(BlazeFaceSettings(min_score=0.6)),
-    "blazeface score 0.4": BlazeFace(BlazeFaceSettings(min_score=0.4)),
-    "blazeface on the grey photo": OnGrey(BlazeFace()),
-    "haar alt2 sf1.2 n3 m24 512 (haar)": HaarCascade(),
-    "haar alt2 sf1.1 n3 m20 640": HaarCascade(HaarSettings(scale_factor=1.1, min_size=20, max_side=640)),
-    "haar alt2 sf1.2 n3 m30 640": HaarCascade(HaarSettings(min_size=30, max_side=640)),
-    "haar alt2 sf1.2 n3 m24 480": HaarCascade(HaarSettings(max_side=480)),
-    "haar alt2 sf1.3 n3 m24 512": HaarCascade(HaarSettings(scale_factor=1.3)),
-    "haar default sf1.1 n5 m20 640": HaarCascade(HaarSettings(cascade=HAAR_DEFAULT, scale_factor=1.1, min_neighbors=5,
-                                                             min_size=20, max_side=640)),
-    "haar alt sf1.2 n2 m24 512": HaarCascade(HaarSettings(cascade="haarcascade_frontalface_alt.xml", min_neighbors=2)),
-}
+def variants():
+    """{name: detector} of the settings compared, the app's default first."""
+    return {
+        "blazeface score 0.5 (default)": BlazeFace(),
+        "blazeface without close-ups (before)": BlazeFace(BlazeFaceSettings(close_up=False)),
+        "blazeface close-ups at score 0.6": BlazeFace(BlazeFaceSettings(close_up_min_score=0.6)),
+        "blazeface without tiles": BlazeFace(BlazeFaceSettings(tile_above=100_000)),
+        "blazeface tiles above 640 px": BlazeFace(BlazeFaceSettings(tile_above=640)),
+        "blazeface score 0.6 (MediaPipe's)": BlazeFace(BlazeFaceSettings(min_score=0.6)),
+        "blazeface score 0.4": BlazeFace(BlazeFaceSettings(min_score=0.4)),
+        "blazeface on the grey photo": OnGrey(BlazeFace()),
+        "haar alt2 sf1.2 n3 m24 512 (haar)": HaarCascade(),
+        "haar alt2 sf1.1 n3 m20 640": HaarCascade(HaarSettings(scale_factor=1.1, min_size=20, max_side=640)),
+        "haar alt2 sf1.2 n3 m30 640": HaarCascade(HaarSettings(min_size=30, max_side=640)),
+        "haar alt2 sf1.2 n3 m24 480": HaarCascade(HaarSettings(max_side=480)),
+        "haar alt2 sf1.3 n3 m24 512": HaarCascade(HaarSettings(scale_factor=1.3)),
+        "haar default sf1.1 n5 m20 640": HaarCascade(HaarSettings(cascade=HAAR_DEFAULT, scale_factor=1.1,
+                                                                  min_neighbors=5, min_size=20, max_side=640)),
+        "haar alt sf1.2 n2 m24 512": HaarCascade(HaarSettings(cascade="haarcascade_frontalface_alt.xml", min_neighbors=2)),
+    }
 
 
 def iou(a, b):
@@ -70,7 +72,8 @@ def ground_truth(notes):
 
 def photo_set(folder):
     """(manifest rows, {file: RGB array}) of the photo set in `folder` (its manifest.csv and photos)."""
-    rows = list(csv.DictReader(open(Path(folder) / "manifest.csv")))
+    with open(Path(folder) / "manifest.csv", newline="") as manifest:
+        rows = list(csv.DictReader(manifest))
     return rows, {r["file"]: decode_image((Path(folder) / r["file"]).read_bytes()) for r in rows}
 
 
@@ -107,12 +110,13 @@ def main():
     args = p.parse_args()
     rows, images = photo_set(args.photos)
     print(f"{'variant':36s} {'exact':>6s} {'found/expected':>15s} {'false on 0-face':>16s} {'GT recall':>10s} {'GT precision':>13s} {'ms/photo':>9s}")
-    for i, (name, detector) in enumerate(VARIANTS.items()):
+    detectors = variants()
+    for i, (name, detector) in enumerate(detectors.items()):
         c, seconds = score(detector, rows, images, verbose=args.verbose and i == 0)
         print(f"{name:36s} {c['exact']:>3d}/{len(rows):<2d} {c['found']:>7d}/{c['expected']:<7d} {c['false']:>16d} "
               f"{c['matched'] / c['truth']:>10.2f} {c['matched'] / max(c['boxes'], 1):>13.2f} {seconds / len(rows) * 1e3:>9.1f}")
     print("\nsmallest face found on a 2000x1500 canvas (of 200, 175, ... 40 px):")
-    for name, detector in VARIANTS.items():
+    for name, detector in detectors.items():
         width = smallest_face(detector)
         print(f"{name:36s} {f'{width} px' if width else 'none'}")
 

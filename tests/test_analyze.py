@@ -12,7 +12,7 @@ import pytest
 
 from recognition import analyze as analyze_module
 from recognition.analyze import analyze, main
-from recognition.batch import Collector, Job, find_sources, plan_units
+from recognition.batch import IMAGES_PER_TASK, Collector, Job, Unit, find_sources, plan_units, tasks
 from recognition.engine_local import local_results
 from recognition.tracking import assign_tracks, smooth_tracks
 from recognition.video import VideoInfo, is_sampled, parts
@@ -306,3 +306,12 @@ def test_the_app_needs_nothing_from_the_batch_requirements():
 def test_openapi_describes_predict_video(client):
     spec = client.get("/openapi.json").json["paths"]["/predict/video"]["post"]
     assert {"200", "400", "413", "415"} <= set(spec["responses"])
+
+
+def test_tasks_group_runs_of_images_and_keep_each_video_part_alone():
+    images = [Unit(f"{i}.jpg", f"/{i}.jpg") for i in range(IMAGES_PER_TASK + 3)]
+    parts = [Unit("v.mp4", "/v.mp4", start, start + 300) for start in (0, 300)]
+    work = list(tasks(images[:2] + parts[:1] + images[2:] + parts[1:] + images[:1]))
+    assert [len(task) for task in work] == [2, 1, IMAGES_PER_TASK, 1, 1, 1]
+    assert work[1] == [parts[0]] and work[4] == [parts[1]]
+    assert [unit for task in work for unit in task] == images[:2] + parts[:1] + images[2:] + parts[1:] + images[:1]

@@ -1,4 +1,9 @@
 """Close-ups, tilted heads and the faces counted on made images (scripts/benchmark_faces.py measures more)."""
+import os
+import select
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 import pytest
@@ -6,7 +11,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from recognition.faces import (BLAZEFACE_DIR, FULL_RANGE, SHORT_RANGE, BlazeFace, BlazeFaceSettings, BlazeNet,
-                               area_resize, crop_face, letterbox)
+                               DetectorError, SharedDetector, area_resize, crop_face, letterbox, onnx_session)
 from tests.support import ROOT
 from tests.support.images import encode
 
@@ -44,6 +49,7 @@ def test_a_close_up_the_full_range_model_misses_is_found(astronaut, detector):
 def test_a_close_up_cut_by_two_edges_is_found_by_the_later_looks(astronaut, detector):
     """Her brow, eyes and cheek filling the frame, cut on the right and at the bottom: the short-range
     model misses it in the photo and the 0.3-padded copy, which were all the close-up path had."""
+    # (150, 70, 240, 160) until the detector's input was shrunk by halves first: its two looks then found that one.
     image = np.asarray(astronaut.crop((150, 70, 235, 155)).resize((360, 360), Image.BICUBIC))
     earlier = BlazeFaceSettings(close_up_pads=(0.0, 0.3), padded_full_range_min_score=2.0)  # 2: never kept
     assert BlazeFace(earlier).faces(image) == []
@@ -111,7 +117,7 @@ def test_the_onnx_file_computes_what_mediapipes_tflite_computes(astronaut, model
         expected = sorted(tflite.forward(tflite.getUnconnectedOutLayersNames()), key=lambda out: out.size)
         scores, raw = onnx.forward(blob)
         np.testing.assert_allclose(scores.reshape(-1), expected[0].reshape(-1), atol=1e-3)
-        np.testing.assert_allclose(raw.reshape(-1), expected[1].reshape(-1), atol=1e-2)
+        np.testing.assert_allclose(raw.reshape(-1), expected[1].reshape(-1), atol=1e-3)
     assert BlazeFace().faces(np.asarray(astronaut)), "the astronaut's face, found through the .onnx file"
 
 
@@ -135,3 +141,33 @@ def test_the_photo_set_counts_hold(detector):
     counts, _ = score(detector, *photo_set(PHOTOS))
     assert counts["expected"] == 103 and counts["found"] >= 101 and counts["false"] == 0, counts
     assert counts["matched"] / counts["truth"] >= 0.95, counts
+
+
+def test_a_detector_made_before_a_fork_works_in_the_child_from_several_threads(astronaut):
+    """What gunicorn's preload_app does: the master loads the detector, each worker's threads use it."""
+    shared = SharedDetector()
+    image = np.asarray(astronaut)
+    expected = shared.detect(image)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: four threads at once, then its verdict through the pipe
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                ok = all(boxes == expected for boxes in pool.map(shared.detect, [image] * 8))
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], 60)
+    verdict = os.read(read, 1) if ready else b""
+    if not ready:
+        os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    assert verdict == b"1", "the forked child hung or found other faces"
+
+
+def test_a_damaged_detector_file_is_one_clear_error(tmp_path):
+    damaged = tmp_path / "face.onnx"
+    damaged.write_bytes(b"not an onnx file")
+    with pytest.raises(DetectorError, match="face detector model .*face.onnx does not load"):
+        onnx_session(damaged)

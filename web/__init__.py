@@ -7,7 +7,7 @@ from flask import Flask
 from flask_cors import CORS
 
 from recognition.classifier import ModelError, load_classifier
-from recognition.faces import SharedDetector
+from recognition.faces import DetectorError, SharedDetector
 from web.errors import register_errors
 from web.limits import LargeDecodes
 from web.routes import register_routes
@@ -29,7 +29,7 @@ def create_app(config=None):
         app.extensions["detector"] = SharedDetector(app.config["DETECTOR"])
         app.extensions["classifier"] = load_classifier(app.config["MODEL_PATH"], fusion=app.config["FUSION"])
         app.extensions["large_decodes"] = LargeDecodes(app.config["LARGE_DECODES"], app.config["LARGE_DECODE_WAIT_S"])
-    except (ValueError, ModelError) as e:
+    except (ValueError, ModelError, DetectorError) as e:
         sys.exit(f"error: cannot start: {e}")
     register_routes(app, __version__)
     register_errors(app)

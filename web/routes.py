@@ -96,8 +96,9 @@ def register_routes(app, version):
     def predict_video():
         started = time.perf_counter()
         data = video_upload(request, config["MAX_VIDEO_MB"])
-        # A detector per request: a video holds it for seconds, and /predict's shared one stays free.
-        body = analyze_clip(data, classifier, video_detector(config["DETECTOR"]), config["VIDEO_FPS"],
+        # Not the shared detector, whose lock a video would hold for seconds: BlazeFace's models
+        # without its lock (they run from several threads at once), or a Haar cascade of its own.
+        body = analyze_clip(data, classifier, video_detector(detector.detector), config["VIDEO_FPS"],
                             config["MAX_VIDEO_SECONDS"], config["MAX_PIXELS"])
         return answered(body, classifier, started)
 
