@@ -1,5 +1,4 @@
 """Decode uploaded bytes into an upright RGB image, refusing what is not a supported image."""
-import contextlib
 import io
 import math
 import re
@@ -213,17 +212,14 @@ def quarter_turned(image):
         return False
 
 
-def decode_reduced(data, max_pixels=DEFAULT_MAX_PIXELS, work_pixels=WORK_PIXELS, large=contextlib.nullcontext):
+def decode_reduced(data, max_pixels=DEFAULT_MAX_PIXELS, work_pixels=WORK_PIXELS):
     """(upright RGB uint8 array, reduced by a whole factor to about work_pixels where the image is larger,
-    (width, height) of the full upright image). None for work_pixels decodes at full size. An image over
-    work_pixels is decoded inside the context `large()` returns, which may limit how many run at once."""
+    (width, height) of the full upright image). None for work_pixels decodes at full size."""
     image = open_image(data, max_pixels)
     width, height = image.size
     if quarter_turned(image):
         width, height = height, width
-    factor = reduction(width * height, work_pixels)
-    with large() if factor > 1 else contextlib.nullcontext():
-        return decode_opened(image, factor, work_pixels), (width, height)
+    return decode_opened(image, reduction(width * height, work_pixels), work_pixels), (width, height)
 
 
 def decode_opened(image, factor, work_pixels):

@@ -7,7 +7,7 @@ import numpy as np
 
 from recognition.classifier import classify
 from recognition.faces import Face, clip_box, find_faces, resize_face
-from recognition.images import DEFAULT_MAX_PIXELS, decode_reduced
+from recognition.images import DEFAULT_MAX_PIXELS, WORK_PIXELS, decode_reduced, image_pixels
 
 MODES = ("faces", "whole")
 
@@ -27,19 +27,22 @@ def scaled_box(box, sx, sy, width, height):
 
 
 def recognize(data, classifier, detector, mode="faces", max_pixels=DEFAULT_MAX_PIXELS, large=contextlib.nullcontext):
-    """Every face in an uploaded image with its emotions, largest face first, plus timings; a large
-    image is decoded inside large() (see decode_reduced)."""
+    """Every face in an uploaded image with its emotions, largest face first, plus timings. An image
+    over WORK_PIXELS (and within max_pixels) is decoded and searched inside large(), which may limit
+    how many run at once: its arrays are the largest a request holds."""
     t0 = time.perf_counter()
-    rgb, (width, height) = decode_reduced(data, max_pixels, large=large)
-    t1 = time.perf_counter()
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # FER-2013 is grey; colour only helps the detector
-    if mode == "whole":
-        faces = [Face((0, 0, width, height))]
-        crops = resize_face(grey)[None]
-    else:
-        found, crops = find_faces(rgb, grey, detector)
-        faces = [Face(scaled_box(face.box, width / rgb.shape[1], height / rgb.shape[0], width, height), face.roll)
-                 for face in found]
+    with large() if WORK_PIXELS < image_pixels(data) <= max_pixels else contextlib.nullcontext():
+        rgb, (width, height) = decode_reduced(data, max_pixels)
+        t1 = time.perf_counter()
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # FER-2013 is grey; colour only helps the detector
+        if mode == "whole":
+            faces = [Face((0, 0, width, height))]
+            crops = resize_face(grey)[None]
+        else:
+            found, crops = find_faces(rgb, grey, detector)
+            scale_x, scale_y = width / rgb.shape[1], height / rgb.shape[0]
+            faces = [Face(scaled_box(face.box, scale_x, scale_y, width, height), face.roll) for face in found]
+        del rgb, grey  # freed before large() ends, which gives freed memory back to the system
     t2 = time.perf_counter()
     probs = classify(classifier, crops)
     t3 = time.perf_counter()
