@@ -7,6 +7,7 @@ so slow clients never hold a thread. Memory measured by scripts/benchmark_app.py
 docs/serving.md "Performance".
 """
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -72,3 +73,19 @@ def when_ready(server):
     starts nginx on $PORT once /tmp/app-initialized exists; scripts/serve.py passes its own path."""
     if any(address.startswith("unix:") for address in server.cfg.bind):
         Path(os.environ.get("FER_READY_FILE", "/tmp/app-initialized")).touch()
+
+
+def worker_exit(server, worker):
+    """End a worker without running C++ static destructors: onnxruntime, imported in the master
+    (preload_app), starts a thread there that a forked worker does not have, and its destructor's
+    join then aborts the worker (SIGABRT, "std::system_error") at every stop or recycle. The exit
+    status gunicorn gave the worker is kept; Python's own buffers are flushed first."""
+    error = sys.exc_info()[1]  # the SystemExit (or other error) the worker is ending with, if any
+    if isinstance(error, SystemExit):
+        code = error.code if isinstance(error.code, int) else int(error.code is not None)
+    else:
+        code = int(error is not None)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

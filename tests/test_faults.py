@@ -7,7 +7,7 @@ import pytest
 
 from scripts.load_test import run
 from tests.support import ROOT
-from tests.support.server import procfile_command
+from tests.support.server import post_image, procfile_command, procfile_server
 
 VENV_BIN = str(Path(sys.executable).parent)
 
@@ -65,3 +65,12 @@ def test_killed_worker_is_replaced_and_requests_keep_succeeding():
     assert r["killed"] and r["replaced"]
     assert r["requests"] - r["errors"] > 20
     assert r["errors"] <= 8  # at most the requests the killed worker held (4 threads) and a few more
+
+
+def test_workers_stop_cleanly_with_the_server(astronaut_jpeg):
+    """No worker aborts on the way out (onnxruntime's thread from the master: gunicorn.conf.py, worker_exit)."""
+    with procfile_server() as (base, process, _):
+        assert post_image(base + "/predict", astronaut_jpeg)[0] == 200
+    log = process.stderr.read().decode(errors="replace")
+    assert "Worker exiting" in log and "Shutting down: Master" in log, log[-2000:]
+    assert "SIGABRT" not in log and "terminate called" not in log, log[-2000:]
