@@ -3,10 +3,9 @@
 The tasks (those of the local engine: up to 16 images, or one part of a video) become a dataset
 with a block each, and one `map_batches` stage of actors analyses them: each actor loads the
 detector and the model once and, per task, finds the faces and classifies them in one batch, as a
-local worker does. (Finding and classifying as two stages of actors took 2.0-2.6x the local
-engine's time on one machine, against 1.2-1.5x for one: docs/analysis.md.) Every node reads the
-inputs and the model by their paths, so on a cluster they must be on storage that all nodes mount
-at the same path.
+local worker does (one stage rather than two: docs/experiments.md, "Analysis: Ray stages and
+blocks"). Every node reads the inputs and the model by their paths, so on a cluster they must be on
+storage that all nodes mount at the same path.
 """
 import json
 from dataclasses import asdict
