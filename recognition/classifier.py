@@ -25,7 +25,8 @@ class Classifier:
     def summary(self):
         """What clients are told about the model."""
         return {"name": self.meta.get("architecture", "unknown"), "accuracy": self.meta.get("test_accuracy"),
-                "val_accuracy": self.meta.get("val_accuracy"), "date": self.meta.get("date")}
+                "ferplus_accuracy": self.meta.get("test_ferplus_accuracy"), "val_accuracy": self.meta.get("val_accuracy"),
+                "calibrated_on": self.meta.get("temperature_fitted_on"), "date": self.meta.get("date")}
 
 
 # Face counts whose fused graphs are compiled at load, so that the first requests with few

@@ -96,6 +96,12 @@ class BlazeFaceSettings:
     close_up_min_score: float = 0.7
     padded_full_range_pad: float = 0.5
     padded_full_range_min_score: float = 0.5
+    # Last, the short-range model looks at the photo padded by turned_pad and turned by each of
+    # close_up_turns degrees (counter-clockwise as seen), for heads rolled past what it was trained on
+    # (a face on a pillow, a head on a hand): +-45 found 10 more of 1000 FER-2013 close-ups with no
+    # new box on the images without a face; +-90 and +-60 as well found 5 more and 4 cats and dogs.
+    close_up_turns: tuple = (45, -45)
+    turned_pad: float = 0.3
     crop_scale: float = 1.116
     crop_shift_y: float = -0.052
 
@@ -221,7 +227,30 @@ class BlazeFace:
             faces = self.mirror_checked(net, small, factor, round(max(small.shape[:2]) * pad), min_score)
             if faces:
                 return faces
+        for angle in s.close_up_turns:
+            faces = self.turned(small, factor, angle)
+            if faces:
+                return faces
         return []
+
+    def turned(self, small, factor, angle):
+        """Close-ups the short-range model finds in `small` (the photo downscaled by `factor`), padded and
+        turned by `angle` degrees counter-clockwise; boxes in the photo's pixels, rolls in the photo's frame.
+        A face must be close_up_min_width of the padded copy's shorter side wide: 0.4 of the photo's."""
+        s = self.settings
+        pad = round(max(small.shape[:2]) * s.turned_pad)
+        image = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT)
+        h, w = image.shape[:2]
+        turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        faces = self.mirror_checked(self.short_range, cv2.warpAffine(image, turn, (w, h)), 1.0, 0, s.close_up_min_score)
+        back = cv2.invertAffineTransform(turn)
+        upright = []
+        for face in faces:
+            x, y, bw, bh = face.box
+            cx, cy = back @ [x + bw / 2, y + bh / 2, 1.0] - pad
+            box = tuple(int(round(v * factor)) for v in (cx - bw / 2, cy - bh / 2, bw, bh))
+            upright.append(Face(box, (face.roll + angle + 180) % 360 - 180))
+        return upright
 
     def mirror_checked(self, net, small, factor, pad, min_score):
         """Faces wide enough in `small` (the photo downscaled by `factor`) padded by `pad` pixels, each

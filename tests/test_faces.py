@@ -51,12 +51,36 @@ def test_a_close_up_cut_by_two_edges_is_found_by_the_later_looks(astronaut, dete
     model misses it in the photo and the 0.3-padded copy, which were all the close-up path had."""
     # (150, 70, 240, 160) until the detector's input was shrunk by halves first: its two looks then found that one.
     image = np.asarray(astronaut.crop((150, 70, 235, 155)).resize((360, 360), Image.BICUBIC))
-    earlier = BlazeFaceSettings(close_up_pads=(0.0, 0.3), padded_full_range_min_score=2.0)  # 2: never kept
+    # the looks it had: two pads, no turned copy (a min score of 2 is never reached)
+    earlier = BlazeFaceSettings(close_up_pads=(0.0, 0.3), padded_full_range_min_score=2.0, close_up_turns=())
     assert BlazeFace(earlier).faces(image) == []
     (face,) = detector.faces(image)
     x, y, w, h = face.box
     # her face's centre, (215, 132) in the photo, is at (275, 263) in this close-up
     assert abs(x + w / 2 - 275) < 100 and abs(y + h / 2 - 263) < 100 and w > 250
+
+
+@pytest.mark.parametrize("degrees", [120, -105])
+def test_a_close_up_of_a_head_rolled_past_level_is_found_by_the_turned_looks(astronaut, detector, degrees):
+    """Her face filling the frame, turned further than BlazeFace was trained for: found in a copy
+    turned back 45 degrees, with its box and roll mapped back into the photo."""
+    rgb = np.asarray(astronaut)
+
+    def rolled(deg):  # turned clockwise about her face, then cropped tight around it
+        turn = cv2.getRotationMatrix2D((215, 132), -deg, 1.0)
+        image = cv2.warpAffine(rgb, turn, rgb.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+        return cv2.resize(image[87:177, 170:260], (360, 360), interpolation=cv2.INTER_CUBIC)
+
+    image = rolled(degrees)
+    assert BlazeFace(BlazeFaceSettings(close_up_turns=())).faces(image) == []
+    (face,) = detector.faces(image)
+    assert abs(face.roll - 4.5 - degrees) < 12  # her head leans about 4.5 degrees in the photo
+    (upright,) = detector.faces(rolled(0))  # the same face unturned: its centre, turned, is where the box is
+    t = np.radians(degrees)
+    dx, dy = upright.box[0] + upright.box[2] / 2 - 180, upright.box[1] + upright.box[3] / 2 - 180
+    expected = 180 + dx * np.cos(t) - dy * np.sin(t), 180 + dx * np.sin(t) + dy * np.cos(t)
+    x, y, w, h = face.box
+    assert np.hypot(x + w / 2 - expected[0], y + h / 2 - expected[1]) < 40 and abs(w - upright.box[2]) < 0.25 * w
 
 
 def roll_in(crop, detector):

@@ -1,5 +1,6 @@
 """The shipped model files: model/fer.pt, which any PyTorch build runs, and the faster
-engine-specific file beside it, which the app serves only where it loads and agrees."""
+engine-specific file beside it, which the app serves only where it loads and agrees; the same pair
+for model/fer2013.pt, the net trained on FER-2013's labels alone."""
 import json
 import logging
 import shutil
@@ -12,11 +13,13 @@ import torch
 from PIL import Image
 
 import modelfile
+from app import create_app
 from recognition.classifier import PROBE_FACES, classify, engine_files, load_classifier, load_model_file
 from tests.support import ROOT
 
 MODEL = ROOT / "model" / "fer.pt"
 ONEDNN = ROOT / "model" / "fer.onednn.pt"
+FER2013 = ROOT / "model" / "fer2013.pt"
 
 
 def test_portable_file_runs_with_pytorch_defaults_in_a_fresh_process():
@@ -82,15 +85,30 @@ def test_a_file_for_an_engine_this_build_lacks_is_never_tried(tmp_path):
     assert load_classifier(tmp_path / "fer.pt").meta["dtype"] == "fp32"
 
 
-def test_shipped_files_describe_themselves():
+@pytest.mark.parametrize("portable", [MODEL, FER2013], ids=["fer.pt", "fer2013.pt"])
+def test_shipped_files_describe_themselves(portable):
     metas = {}
-    for path in (MODEL, ONEDNN):
+    for path in (portable, portable.with_suffix(".onednn.pt")):
         extra = {"meta.json": ""}
         torch.jit.load(str(path), _extra_files=extra)
-        metas[path.name] = json.loads(extra["meta.json"])
-    assert metas["fer.pt"]["dtype"] == "fp32" and metas["fer.pt"]["quantisation"] is None
-    assert metas["fer.onednn.pt"]["quantisation"]["engine"] == "onednn"
-    assert metas["fer.pt"]["architecture"] == metas["fer.onednn.pt"]["architecture"]
+        metas[path.name.split(".", 1)[1]] = json.loads(extra["meta.json"])
+    assert metas["pt"]["dtype"] == "fp32" and metas["pt"]["quantisation"] is None
+    assert metas["onednn.pt"]["quantisation"]["engine"] == "onednn"
+    assert metas["pt"]["architecture"] == metas["onednn.pt"]["architecture"]
+
+
+def test_the_default_agrees_with_the_crowd_and_the_fer2013_file_with_its_labels():
+    """The default is the net trained on the FER+ votes, its probabilities calibrated against the
+    crowd's plurality; fer2013.pt, served with FER_MODEL_PATH, is calibrated on FER-2013's labels."""
+    default = load_classifier(MODEL)
+    assert default.summary["calibrated_on"] == "ferplus"
+    assert default.summary["ferplus_accuracy"] > default.summary["accuracy"] + 0.05
+    fer2013 = create_app({"MODEL_PATH": str(FER2013)}).extensions["classifier"]
+    has_onednn = "onednn" in torch.backends.quantized.supported_engines
+    assert fer2013.meta["dtype"] == ("int8" if has_onednn else "fp32")
+    assert fer2013.summary["accuracy"] > default.summary["accuracy"]
+    face = PROBE_FACES[:4]
+    assert not np.allclose(classify(default, face), classify(fer2013, face), atol=0.01)
 
 
 @pytest.mark.parametrize("meta, problem", [

@@ -657,3 +657,43 @@ def test_training_on_ferplus_votes_logs_both_accuracies_and_evaluate_reports_bot
     val_rows = data.load_csv(csv_path, cache_dir=tmp_path)["val"].rows
     assert metrics["ferplus"]["n"] == sum(1 for r in val_rows if r % 10)  # every tenth row has no votes
     assert (out / "confusion_ferplus.png").exists() and (out / "reliability_ferplus.png").exists()
+
+
+def test_the_temperature_is_fitted_to_the_crowd_on_the_faces_it_voted_for():
+    from training.export import calibration_targets
+    votes = np.zeros((4, 7), np.float32)
+    votes[0, [LABELS.index("neutral"), LABELS.index("sad")]] = [6, 4]
+    votes[2, [LABELS.index("fear"), LABELS.index("surprise")]] = [5, 5]  # a tie: FER+ lists surprise first
+    votes[3, LABELS.index("happy")] = 1  # the second face has no votes
+    split = data.Split(np.arange(4, dtype=np.uint8)[:, None, None] * np.ones((4, 48, 48), np.uint8),
+                       np.array([4, 0, 2, 3]), np.arange(4), votes)
+    images, labels = calibration_targets(split, "ferplus")
+    assert images[:, 0, 0].tolist() == [0, 2, 3]
+    assert [LABELS[i] for i in labels] == ["neutral", "surprise", "happy"]
+    images, labels = calibration_targets(split, "fer2013")
+    assert len(images) == 4 and labels.tolist() == [4, 0, 2, 3]
+
+
+def test_export_calibrated_on_the_crowd_records_it_and_both_accuracies(trained_run, csv_path, tmp_path):
+    # Votes that contradict every label (each face's crowd names the next emotion), so a temperature
+    # fitted to them differs from one fitted to the labels; subprocess: see the contract test above.
+    labels = [int(line.split(",")[0]) for line in Path(csv_path).read_text().splitlines()[1:]]
+    ferplus_column = {LABELS.index(data.FERPLUS_TO_OURS[name]): c for c, name in enumerate(data.FERPLUS_EMOTIONS)}
+    rows = []
+    for label in labels:
+        counts = [0] * 10
+        counts[ferplus_column[(label + 1) % 7]] = 3
+        rows.append(counts)
+    votes = write_votes(tmp_path / "votes.csv", rows)
+    metas = {}
+    for target in ("fer2013", "ferplus"):
+        out = tmp_path / f"{target}.pt"
+        done = subprocess.run([sys.executable, "-m", "training.export", "--checkpoint", str(trained_run / "best.pt"),
+                               "--data", str(csv_path), "--votes", str(votes), "--calibrate-on", target,
+                               "--out", str(out)], capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+        assert done.returncode == 0, done.stderr[-2000:]
+        metas[target] = modelfile.read_meta(out)
+    assert metas["ferplus"]["temperature_fitted_on"] == "ferplus" and metas["fer2013"]["temperature_fitted_on"] == "fer2013"
+    assert metas["ferplus"]["val_accuracy"] == metas["fer2013"]["val_accuracy"] >= 0.9
+    assert metas["ferplus"]["val_ferplus_accuracy"] <= 0.1  # the crowd never agrees with the net's labels
+    assert metas["ferplus"]["temperature"] > 5 * metas["fer2013"]["temperature"]  # a wrong crowd flattens it

@@ -2,11 +2,14 @@
 
     python -m training.export --checkpoint runs/fernet/best.pt --out model/fer.pt
     python -m training.export --checkpoint runs/fernet/best.pt --dtype int8 --out model/fer.onednn.pt
+    python -m training.export --checkpoint model/stages/fernet022-three-teachers.pt --calibrate-on ferplus \
+        --out model/fer-ferplus.pt     # a net trained on the crowd's votes, calibrated against them
 """
 import argparse
 import datetime
 import json
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,7 +17,7 @@ from torch.fx.experimental.optimization import fuse
 
 from modelfile import DEFAULT_PATH, FACE_SIZE, LABELS, input_meta, save
 from training.checkpoint import load_checkpoint_model
-from training.data import load_dataset, truncate
+from training.data import DEFAULT_VOTES, attach_votes, ferplus_majority, has_votes, load_dataset, truncate
 from training.engine import predict_probs
 from training.quantise import CALIBRATION_IMAGES, INT8_ENGINE, calibration_images, fold_normalisation, quantize_int8
 
@@ -96,6 +99,25 @@ def accuracy(probs, labels):
     return float((probs.argmax(1).numpy() == labels).mean())
 
 
+def calibration_targets(split, labels):
+    """(images, labels) the temperature is fitted to: every face with its FER-2013 label, or the faces
+    with FER+ votes with the crowd's plurality."""
+    if labels == "fer2013":
+        return split.images, split.labels
+    voted = has_votes(split)
+    return split.images[voted], ferplus_majority(split.votes[voted])
+
+
+def accuracies(module, split, name):
+    """{name_accuracy: FER-2013 accuracy, name_ferplus_accuracy: FER+ plurality accuracy where votes are attached}."""
+    probs = predict_probs(module, split.images)
+    result = {f"{name}_accuracy": accuracy(probs, split.labels)}
+    if split.votes is not None:
+        voted = has_votes(split)
+        result[f"{name}_ferplus_accuracy"] = accuracy(probs[torch.from_numpy(voted)], ferplus_majority(split.votes[voted]))
+    return result
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="runs/fernet/best.pt", help="training checkpoint (default: runs/fernet/best.pt)")
@@ -104,6 +126,8 @@ def main(argv=None):
     p.add_argument("--dtype", default="bf16", choices=["fp32", "bf16", "int8"], help="weights and activations of the served net; int8 is post-training quantisation calibrated on training images (default: bf16)")
     p.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES, help=f"training images that set the int8 activation scales (default: {CALIBRATION_IMAGES})")
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="keep temperature 1 instead of fitting it on the validation split (default: fit)")
+    p.add_argument("--calibrate-on", default="fer2013", choices=["fer2013", "ferplus"], help="labels the temperature is fitted to: FER-2013's, or the FER+ crowd's plurality on the validation faces with votes (default: fer2013)")
+    p.add_argument("--votes", default=None, help=f"FER+ votes of the CSV's rows, for --calibrate-on ferplus and the FER+ accuracies in the metadata (default: {DEFAULT_VOTES} with --calibrate-on ferplus, else none)")
     p.add_argument("--flip-tta", action="store_true", help="average the logits of the face and its mirror image; doubles the cost (default: off)")
     p.add_argument("--test", action="store_true", help="also measure test-split accuracy and store it in the metadata; do this once, for the model you ship (default: off)")
     args = p.parse_args(argv)
@@ -111,6 +135,8 @@ def main(argv=None):
     model, checkpoint = load_checkpoint_model(args.checkpoint)
     cfg = checkpoint["config"]
     dataset = truncate(load_dataset(args.data or cfg["data"], seed=cfg["seed"]), cfg.get("limit", 0))
+    if args.votes or args.calibrate_on == "ferplus":
+        dataset = attach_votes(dataset, args.votes or DEFAULT_VOTES)
     val = dataset["val"]
     calibration = None
     if args.dtype == "int8":
@@ -119,8 +145,9 @@ def main(argv=None):
     module = build_exported(model, 1.0, args.dtype, args.flip_tta, calibration)
     temperature = 1.0
     if args.calibrate:
-        logits = torch.log(predict_probs(module, val.images).clamp_min(1e-12))
-        temperature = fit_temperature(logits, torch.from_numpy(val.labels))
+        images, labels = calibration_targets(val, args.calibrate_on)
+        logits = torch.log(predict_probs(module, images).clamp_min(1e-12))
+        temperature = fit_temperature(logits, torch.from_numpy(np.asarray(labels, dtype=np.int64)))
         module.temperature.fill_(temperature)
     meta = {
         "labels": list(LABELS),
@@ -135,17 +162,18 @@ def main(argv=None):
                           "weights": "int8 per channel", "activations": "uint8 per tensor",
                           "calibration_images": len(calibration)} if calibration is not None else None),
         "temperature": temperature,
+        "temperature_fitted_on": args.calibrate_on if args.calibrate else None,
         "normalisation": {"mean": checkpoint["mean"], "std": checkpoint["std"]},
         "epoch": checkpoint["epoch"],
         "command": checkpoint["command"],
         "config": cfg,
-        "val_accuracy": accuracy(predict_probs(module, val.images), val.labels),
-        "test_accuracy": accuracy(predict_probs(module, dataset["test"].images), dataset["test"].labels) if args.test else None,
+        **accuracies(module, val, "val"),
+        **(accuracies(module, dataset["test"], "test") if args.test else {"test_accuracy": None}),
         "date": datetime.date.today().isoformat(),
     }
     out = save(module, meta, args.out)
-    print(json.dumps({k: meta[k] for k in ("architecture", "params", "macs", "dtype", "temperature",
-                                           "val_accuracy", "test_accuracy")}))
+    print(json.dumps({k: v for k, v in meta.items() if k in ("architecture", "params", "macs", "dtype", "temperature")
+                      or k.endswith("accuracy")}))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
