@@ -26,7 +26,15 @@ class Classifier:
         """What clients are told about the model."""
         return {"name": self.meta.get("architecture", "unknown"), "accuracy": self.meta.get("test_accuracy"),
                 "ferplus_accuracy": self.meta.get("test_ferplus_accuracy"), "val_accuracy": self.meta.get("val_accuracy"),
-                "calibrated_on": self.meta.get("temperature_fitted_on"), "date": self.meta.get("date")}
+                "calibrated_on": self.calibrated_on, "date": self.meta.get("date")}
+
+    @property
+    def calibrated_on(self):
+        """The labels the file's temperature was fitted to: "ferplus" or "fer2013" (files exported before
+        the choice existed were fitted to FER-2013's whenever their temperature is not 1), else None."""
+        if "temperature_fitted_on" in self.meta:
+            return self.meta["temperature_fitted_on"]
+        return "fer2013" if self.meta.get("temperature", 1.0) != 1.0 else None
 
 
 # Face counts whose fused graphs are compiled at load, so that the first requests with few

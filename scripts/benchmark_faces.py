@@ -213,10 +213,10 @@ def main():
     p.add_argument("--calls", type=int, default=20, help="calls per round, photo and variant (default: 20)")
     p.add_argument("--speed-only", action="store_true", help="skip the sets, time detect() alone (default: off)")
     args = p.parse_args()
+    cv2.setNumThreads(1)  # as gunicorn.conf.py serves it
     chosen = variants()
     if args.speed_only:
         return speed(chosen, args.rounds, args.calls)
-    cv2.setNumThreads(1)
     split = load_dataset(args.data)["val"].take(slice(0, args.faces))
     classifier = load_classifier(args.model)
     t0 = time.perf_counter()

@@ -74,13 +74,14 @@ def test_a_close_up_of_a_head_rolled_past_level_is_found_by_the_turned_looks(ast
     image = rolled(degrees)
     assert BlazeFace(BlazeFaceSettings(close_up_turns=())).faces(image) == []
     (face,) = detector.faces(image)
-    assert abs(face.roll - 4.5 - degrees) < 12  # her head leans about 4.5 degrees in the photo
     (upright,) = detector.faces(rolled(0))  # the same face unturned: its centre, turned, is where the box is
+    assert abs(face.roll - upright.roll - degrees) < 12
     t = np.radians(degrees)
     dx, dy = upright.box[0] + upright.box[2] / 2 - 180, upright.box[1] + upright.box[3] / 2 - 180
     expected = 180 + dx * np.cos(t) - dy * np.sin(t), 180 + dx * np.sin(t) + dy * np.cos(t)
     x, y, w, h = face.box
-    assert np.hypot(x + w / 2 - expected[0], y + h / 2 - expected[1]) < 40 and abs(w - upright.box[2]) < 0.25 * w
+    # within a fifth of the box (about 70 px; measured 40): turning the wrong way misses by 130-150 px
+    assert np.hypot(x + w / 2 - expected[0], y + h / 2 - expected[1]) < 0.2 * w and abs(w - upright.box[2]) < 0.25 * w
 
 
 def roll_in(crop, detector):
