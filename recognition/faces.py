@@ -193,11 +193,9 @@ class BlazeFace:
     def __init__(self, settings=BlazeFaceSettings(), nets=None):
         """nets: (full-range, short-range or None) BlazeNets to share with another BlazeFace, else loaded."""
         self.settings = settings
-        self.full_range, self.short_range = nets or (BlazeNet(FULL_RANGE), None)
-        if settings.close_up and self.short_range is None:
-            self.short_range = BlazeNet(SHORT_RANGE)
-        elif not settings.close_up:
-            self.short_range = None
+        full_range, short_range = nets or (None, None)
+        self.full_range = full_range or BlazeNet(FULL_RANGE)
+        self.short_range = (short_range or BlazeNet(SHORT_RANGE)) if settings.close_up else None
 
     def detect(self, rgb):
         """Face boxes (x, y, w, h) in the image's own coordinates, largest first."""
@@ -399,15 +397,11 @@ class SharedDetector:
             raise ValueError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
         self.name = name
         # Loaded now: a missing file fails at start-up, not on a request, and under gunicorn's
-        # preload_app the workers share the loaded models with the master (onnx_session).
-        self._detector = DETECTORS[name]()
-        self.settings = self._detector.settings
+        # preload_app the workers share the loaded models with the master (onnx_session). Also read
+        # by detectors derived from it (recognition.batch.video_detector), which do not take the lock.
+        self.detector = DETECTORS[name]()
+        self.settings = self.detector.settings
         self._lock = threading.Lock()
-
-    @property
-    def detector(self):
-        """The detector itself, for a detector derived from it (recognition.batch.video_detector)."""
-        return self._detector
 
     def detect(self, rgb):
         """Face boxes (x, y, w, h), largest first, as the detector's own detect()."""
@@ -416,7 +410,7 @@ class SharedDetector:
     def faces(self, rgb):
         """Faces (box, roll), largest first, as the detector's own faces()."""
         with self._lock:
-            return self._detector.faces(rgb)
+            return self.detector.faces(rgb)
 
 
 def find_faces(rgb, grey, detector):
