@@ -10,6 +10,7 @@ rely on. Both worlds import this module; neither imports the other.
           meta["quantisation"]["engine"]; load() selects that engine before loading the file
 """
 import json
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -84,9 +85,24 @@ def load(path):
     return module.eval(), meta
 
 
+def script(module):
+    """torch.jit.script, safe from a clash of ids. Scripting takes any module attribute whose id() is
+    in PyTorch's table of builtin functions for that builtin, and the table keys functions by id, so
+    once one of them is freed, a conv's padding tuple allocated at its address makes the export fail
+    ("builtin cannot be used as a value"; seen in about one suite run in five). Such an attribute
+    (a tuple, a list, a number or a string) is given an equal copy at another address first."""
+    builtins = torch.jit._builtins._get_builtin_table()
+    for part in module.modules():
+        for name, value in list(vars(part).items()):
+            if id(value) in builtins and isinstance(value, (tuple, list, int, float, str)):
+                copies = [pickle.loads(pickle.dumps(value)) for _ in range(4)]  # alive at once: 4 addresses
+                vars(part)[name] = next((c for c in copies if id(c) not in builtins), value)
+    return torch.jit.script(module)
+
+
 def save(module, meta, out):
     """Script, freeze and save a module with its meta.json inside, atomically; returns the saved path."""
-    scripted = torch.jit.freeze(torch.jit.script(module))
+    scripted = torch.jit.freeze(script(module))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")

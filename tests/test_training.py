@@ -210,9 +210,7 @@ def test_evaluate_writes_metrics_and_plots(trained_run, csv_path):
 # task the fitted temperature is 0.05, which saturates the softmax and would hide any error.
 
 def test_export_honours_the_contract_without_the_training_code(trained_run, csv_path, tmp_path):
-    # The export runs as a command, in a process of its own. In about one suite run in five, scripting
-    # in the suite's process failed on a Conv2d's padding list ("builtin cannot be used as a value"),
-    # likely through TorchScript's process-wide table of builtins, which is keyed by object id.
+    # The export runs as a command, in a process of its own, as users run it.
     out = tmp_path / "fer.pt"
     done = subprocess.run([sys.executable, "-m", "training.export", "--checkpoint", str(trained_run / "best.pt"),
                            "--data", str(csv_path), "--out", str(out), "--test", "--no-calibrate"],

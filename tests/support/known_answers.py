@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+import modelfile
 from app import create_app
 from modelfile import DEFAULT_PATH
 from tests.support import ROOT
@@ -92,7 +93,7 @@ def write_rewired(classifier, out, input_scale=1.0, swap=None):
     if swap:
         a, b = (classifier.labels.index(name) for name in swap)
         order[a], order[b] = b, a
-    torch.jit.save(torch.jit.script(Rewired(classifier.module, input_scale, order)), str(out),
+    torch.jit.save(modelfile.script(Rewired(classifier.module, input_scale, order)), str(out),
                    _extra_files={"meta.json": json.dumps(classifier.meta)})
     return out
 
